@@ -27,7 +27,7 @@ from storage._journal import Journal, recover
 from storage._sources import DescriptorSource, open_descriptor_source
 from storage._store import FORMAT_VERSION, BatchInfo, DescriptorSet, DescriptorStore, StoreLocation, check_set_name
 
-__all__ = ["ingest", "IngestResult", "DEFAULT_CHUNK_MIB", "choose_chunk_rows"]
+__all__ = ["ingest", "IngestResult", "DEFAULT_CHUNK_MIB", "choose_chunk_rows", "recover_set"]
 
 logger = logging.getLogger(__name__)
 
@@ -132,8 +132,8 @@ def ingest(
         raise ValueError(f"chunk_rows={chunk_rows} should be >= 1.")
     st = DescriptorStore(store)
     loc = st.location
-    if st.exists() and loc.fs.exists(f"{loc.root}/{name}"):
-        recover(loc.fs, loc.root, name, committed=lambda token: _committed_past(st, name, int(token)))
+    if st.exists():
+        recover_set(st, name)
 
     existing = st[name] if st.exists() and name in st.names() else None
     if existing is not None and batch_id is not None:
@@ -151,6 +151,12 @@ def ingest(
             chunk_rows or choose_chunk_rows(src.n_dims, chunk_mib)
         )
         return _ingest_transaction(st, name, existing, src, idx, batch_id, rows_per_chunk, t0)
+
+
+def recover_set(st: DescriptorStore, name: str) -> bool:
+    """Finish or undo an interrupted ingest into ``name``; True if one was found."""
+    return recover(st.location.fs, st.location.root, name,
+                   committed=lambda token: _committed_past(st, name, int(token)))
 
 
 def _committed_past(st: DescriptorStore, name: str, start: int) -> bool:
@@ -349,7 +355,7 @@ def _check_finite(src: DescriptorSource, block: np.ndarray, offset: int) -> None
     j = int(np.flatnonzero(~ok[i])[0])
     raise BadInputError(
         src.path,
-        f"{src.describe_row(offset + i)}, dim {j}: {block[i, j]} is not finite; expected finite float32 values "
+        f"{src.describe_row(offset + i)}, dim {j}: {block[i, j]} is not finite as float32; expected finite values within float32 range "
         f"({bad_rows.size} bad rows in this block)",
     )
 

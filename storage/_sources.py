@@ -79,7 +79,9 @@ class DescriptorSource(abc.ABC):
         Returns an array with 0 rows at the end of the file.
         """
         block = self._read(n)
-        block = np.ascontiguousarray(block, dtype=np.float32)
+        # float64 beyond float32's range becomes inf here and is reported as not finite.
+        with np.errstate(over="ignore"):
+            block = np.ascontiguousarray(block, dtype=np.float32)
         self._pos += block.shape[0]
         return block
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from storage._errors import BadInputError, StoreError
+from storage._journal import JOURNAL_DIR
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -299,6 +300,25 @@ class DescriptorStore:
                 f"{self.location.url}: no descriptor set {name!r}; the store holds {self.names() or 'none'}"
             )
         return DescriptorSet(self.location, name, self._root("r")[name])
+
+    def recover(self) -> list[str]:
+        """Undo what interrupted ingests left behind (done anyway by the next ingest).
+
+        Returns
+        -------
+        list of str
+            Names of the sets whose journal was found.
+        """
+        from storage._ingest import recover_set
+
+        fs, root = self.location.fs, self.location.root
+        jroot = f"{root}/{JOURNAL_DIR}"
+        if not fs.exists(jroot):
+            return []
+        names = [p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(jroot, detail=False)]
+        for name in names:
+            recover_set(self, name)
+        return names
 
     def ingest(self, file: str | os.PathLike[str], *, index: str | os.PathLike[str], name: str,
                batch_id: str | None = None, **kwargs: Any) -> Any:
