@@ -125,18 +125,42 @@ class _NpySource(DescriptorSource):
                 f"truncated .npy: {size} bytes, the header promises {expected} for shape {shape} {dtype}",
             )
         self.n_rows, self.n_dims = int(shape[0]), int(shape[1])
-        self._array = np.memmap(
-            self.path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C"
-        )
+        self._dtype, self._offset, self._fortran = dtype, offset, fortran
+        self._whole: np.memmap | None = None
+        if fortran:
+            # Rows of a Fortran-ordered array are spread over the whole file; map it once.
+            self._whole = np.memmap(self.path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F")
+        self._window: np.memmap | None = None
 
     def _read(self, n: int) -> np.ndarray:
-        return self._array[self._pos : self._pos + n]
+        n = min(n, self.n_rows - self._pos)
+        if n <= 0:
+            return np.empty((0, self.n_dims), self._dtype)
+        if self._whole is not None:
+            return self._whole[self._pos : self._pos + n]
+        # One memory map per block, dropped before the next: the pages of rows already
+        # stored leave this process's resident set instead of piling up to the file's size.
+        self._drop_window()
+        row_bytes = self.n_dims * self._dtype.itemsize
+        self._window = np.memmap(
+            self.path, dtype=self._dtype, mode="r", offset=self._offset + self._pos * row_bytes,
+            shape=(n, self.n_dims),
+        )
+        return self._window
+
+    def _drop_window(self) -> None:
+        if self._window is not None:
+            mm = getattr(self._window, "_mmap", None)
+            self._window = None
+            if mm is not None:
+                try:
+                    mm.close()
+                except BufferError:  # a view of the block is still alive; let GC unmap it
+                    pass
 
     def close(self) -> None:
-        mm = getattr(self._array, "_mmap", None)
-        self._array = None  # type: ignore[assignment]
-        if mm is not None:
-            mm.close()
+        self._drop_window()
+        self._whole = None
 
 
 def _read_npy_header(f: IO[bytes], version: tuple[int, int]) -> tuple[tuple[int, ...], bool, np.dtype]:
