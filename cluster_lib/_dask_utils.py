@@ -1,0 +1,134 @@
+"""Small helpers shared by the estimators for moving between numpy and dask arrays."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+
+__all__ = [
+    "as_dask_2d",
+    "row_blocks",
+    "tree_reduce",
+    "maybe_persist",
+    "sample_rows",
+    "total_worker_memory",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Row chunk size for numpy input, in MiB of data (the store's default chunk size).
+NUMPY_CHUNK_MIB = 32
+
+
+def as_dask_2d(X: Any, name: str = "X") -> tuple[da.Array, bool]:
+    """Return ``X`` as a 2-D floating dask array chunked by rows only.
+
+    Parameters
+    ----------
+    X : array-like or dask array of shape (n_samples, n_features)
+
+    Returns
+    -------
+    X : dask.array.Array
+        Float32 or float64 (other numeric dtypes become float64, like scikit-learn).
+    was_numpy : bool
+        True if the input was not a dask array (estimators then return numpy results).
+    """
+    was_numpy = not isinstance(X, da.Array)
+    if was_numpy:
+        X = np.asarray(X)
+        if X.ndim != 2:
+            raise ValueError(f"Expected 2D array, got {X.ndim}D array instead: {name}.shape={X.shape}.")
+        if X.dtype.kind not in "fiub":
+            raise ValueError(f"{name} has dtype {X.dtype}; expected numeric values.")
+        if X.dtype.kind != "f" or X.dtype.itemsize < 4:
+            X = X.astype(np.float64)
+        rows = max(1, int(NUMPY_CHUNK_MIB * 2**20 // max(1, X.shape[1] * X.dtype.itemsize)))
+        X = da.from_array(X, chunks=(rows, X.shape[1]))
+    else:
+        if X.ndim != 2:
+            raise ValueError(f"Expected 2D array, got {X.ndim}D array instead: {name}.shape={X.shape}.")
+        if X.dtype.kind != "f" or X.dtype.itemsize < 4:
+            X = X.astype(np.float64)
+        if len(X.chunks[1]) != 1:
+            X = X.rechunk({1: -1})
+    if any(np.isnan(c) for c in X.shape):
+        raise ValueError(f"{name} has unknown chunk sizes; call {name}.compute_chunk_sizes() first.")
+    return X, was_numpy
+
+
+def row_blocks(X: da.Array) -> list[Any]:
+    """The row blocks of a dask array chunked by rows only, as delayed objects."""
+    return list(X.to_delayed().ravel())
+
+
+def tree_reduce(parts: Sequence[Any], combine: Callable[[list[Any]], Any], split_every: int = 8) -> Any:
+    """Combine delayed partial results in a tree of fan-in ``split_every``; returns one delayed."""
+    level = list(parts)
+    if not level:
+        raise ValueError("nothing to reduce")
+    while len(level) > 1:
+        level = [
+            dask.delayed(combine, pure=True)(level[i : i + split_every])
+            for i in range(0, len(level), split_every)
+        ]
+    return level[0]
+
+
+def total_worker_memory() -> float | None:
+    """Total memory limit of the workers of the default distributed client, or None."""
+    try:
+        from distributed import default_client
+
+        client = default_client()
+    except (ImportError, ValueError):
+        return None
+    workers = client.scheduler_info(n_workers=-1).get("workers", {})
+    limits = [w.get("memory_limit") or 0 for w in workers.values()]
+    return float(sum(limits)) if limits and all(limits) else None
+
+
+def maybe_persist(X: da.Array, persist: bool | str, fraction: float = 0.5) -> tuple[da.Array, bool]:
+    """Persist ``X`` if asked to, or with ``"auto"`` if it fits in ``fraction`` of the workers' memory.
+
+    Without a distributed client, ``"auto"`` persists when ``X`` takes under a quarter
+    of this machine's memory.
+
+    Returns
+    -------
+    X : dask.array.Array
+    persisted : bool
+    """
+    if persist is False:
+        return X, False
+    if persist == "auto":
+        budget = total_worker_memory()
+        if budget is None:
+            import psutil
+
+            budget = psutil.virtual_memory().total / 2
+        if X.nbytes > fraction * budget:
+            logger.info("streaming %.0f MiB from its source on every pass (budget %.0f MiB)",
+                        X.nbytes / 2**20, fraction * budget / 2**20)
+            return X, False
+    return X.persist(), True
+
+
+def sample_rows(X: da.Array, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Read ``size`` distinct random rows of ``X`` into memory.
+
+    Returns
+    -------
+    rows : ndarray of shape (size,)
+        Sorted positions of the sampled rows.
+    sample : ndarray of shape (size, n_features)
+    """
+    n = X.shape[0]
+    size = min(size, n)
+    rows = np.sort(rng.choice(n, size=size, replace=False)) if size < n else np.arange(n)
+    return rows, np.asarray(X[rows].compute())
