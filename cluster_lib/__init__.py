@@ -2,4 +2,6 @@
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from cluster_lib._kmeans import KMeans, kmeans_init
+
+__all__ = ["KMeans", "kmeans_init"]

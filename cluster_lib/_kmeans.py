@@ -362,8 +362,9 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         if self.engine == "dask-ml":
             from cluster_lib._compat import fit_dask_ml_kmeans
 
+            if w is not None:
+                raise ValueError("engine='dask-ml' does not support sample_weight; use engine='ivc'.")
             centers = fit_dask_ml_kmeans(self, X, mean, random_state) - mean
-            self.n_iter_ = getattr(self, "n_iter_", None)
         else:
             centers = kmeans_init(
                 X, self.n_clusters, init=self.init, mean=mean, sample_weight=w, random_state=random_state,
