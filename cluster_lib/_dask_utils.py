@@ -32,6 +32,10 @@ def as_dask_2d(X: Any, name: str = "X") -> tuple[da.Array, bool]:
     ----------
     X : array-like or dask array of shape (n_samples, n_features)
 
+    Numpy input goes through ``sklearn.utils.check_array`` (which also refuses NaN and
+    inf); dask input is only checked for shape and dtype, since finding a NaN would
+    cost a pass over the data.
+
     Returns
     -------
     X : dask.array.Array
@@ -41,13 +45,11 @@ def as_dask_2d(X: Any, name: str = "X") -> tuple[da.Array, bool]:
     """
     was_numpy = not isinstance(X, da.Array)
     if was_numpy:
-        X = np.asarray(X)
-        if X.ndim != 2:
-            raise ValueError(f"Expected 2D array, got {X.ndim}D array instead: {name}.shape={X.shape}.")
-        if X.dtype.kind not in "fiub":
-            raise ValueError(f"{name} has dtype {X.dtype}; expected numeric values.")
-        if X.dtype.kind != "f" or X.dtype.itemsize < 4:
-            X = X.astype(np.float64)
+        from sklearn.utils import check_array
+
+        # In memory, scikit-learn's checks are cheap and give its users' familiar errors
+        # (sparse, complex, object, 1-D, NaN or inf input).
+        X = check_array(X, dtype=[np.float64, np.float32], input_name=name)
         rows = max(1, int(NUMPY_CHUNK_MIB * 2**20 // max(1, X.shape[1] * X.dtype.itemsize)))
         X = da.from_array(X, chunks=(rows, X.shape[1]))
     else:
