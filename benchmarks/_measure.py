@@ -62,3 +62,37 @@ def run_measured(argv: Sequence[str], cwd: str | Path | None = None, timeout: fl
     if proc.returncode != 0:
         raise RuntimeError(f"{argv[:3]} failed with {proc.returncode}:\n{err[-3000:]}")
     return {"seconds": seconds, "peak_rss_MiB": sampler.peak / 2**20, "stdout_tail": out[-500:]}
+
+
+BLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def without_blas_overrides(argv: Sequence[str] | None = None) -> dict:
+    """Re-run this script without the machine's OpenBLAS core-type overrides, if set.
+
+    Some machines here set OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE for old OpenBLAS
+    builds; they pin current numpy to a slower kernel. Benchmarks drop both (for
+    themselves and the Dask workers they start) unless ``--keep-blas-env`` is given,
+    and record what was set. Returns the record.
+    """
+    import os
+    import sys
+
+    args = list(sys.argv if argv is None else argv)
+    was = {k: os.environ.get(k) for k in BLAS_OVERRIDES}
+    if "--keep-blas-env" in args:
+        return {"dropped": False, "env": was}
+    if any(v is not None for v in was.values()):
+        env = {k: v for k, v in os.environ.items() if k not in BLAS_OVERRIDES}
+        env["IVC_BENCH_DROPPED_BLAS_ENV"] = ",".join(f"{k}={v}" for k, v in was.items() if v is not None)
+        os.execve(sys.executable, [sys.executable, *args], env)
+    dropped = os.environ.get("IVC_BENCH_DROPPED_BLAS_ENV", "")
+    return {"dropped": bool(dropped), "env": dropped or None}
+
+
+def blas_info() -> list[dict]:
+    """The BLAS libraries numpy uses, with their kernels and thread counts."""
+    from threadpoolctl import threadpool_info
+
+    return [{k: v for k, v in d.items() if k in ("internal_api", "version", "architecture", "num_threads")}
+            for d in threadpool_info()]
