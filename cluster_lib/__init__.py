@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from cluster_lib._kmeans import KMeans, kmeans_init
+from cluster_lib._minibatch import MiniBatchKMeans
 
-__all__ = ["KMeans", "kmeans_init"]
+__all__ = ["KMeans", "MiniBatchKMeans", "kmeans_init"]
