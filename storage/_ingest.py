@@ -113,7 +113,9 @@ def ingest(
         Defaults to ``sha256-<first 12 hex digits of the content hash>``.
     chunk_mib, chunk_rows : float, int, optional
         Row chunking of a new set: ``chunk_rows`` if given, else rows for about
-        ``chunk_mib`` MiB of vectors (default 32). An existing set keeps its own.
+        ``chunk_mib`` MiB of vectors (default 32), or, for a smaller first batch,
+        its row count rounded up to a power of two (at least 1024), since zarr
+        stores every chunk at full size. An existing set keeps its own chunking.
 
     Returns
     -------
@@ -147,9 +149,17 @@ def ingest(
             raise BadInputError(
                 file, f"rows have {src.n_dims} dims; the set {name!r} in the store holds {existing.n_dims}-dim rows"
             )
-        rows_per_chunk = existing.chunk_rows if existing is not None else (
-            chunk_rows or choose_chunk_rows(src.n_dims, chunk_mib)
-        )
+        if existing is not None:
+            rows_per_chunk = existing.chunk_rows
+        elif chunk_rows is not None:
+            rows_per_chunk = chunk_rows
+        else:
+            rows_per_chunk = choose_chunk_rows(src.n_dims, chunk_mib)
+            if src.n_rows is not None and src.n_rows < rows_per_chunk:
+                # zarr stores every chunk at full size: a small first batch gets chunks of
+                # its own size (rounded up to a power of two) instead of a mostly empty 32 MiB.
+                rows_per_chunk = max(1024, 1 << (src.n_rows - 1).bit_length())
+                rows_per_chunk = min(rows_per_chunk, choose_chunk_rows(src.n_dims, chunk_mib))
         return _ingest_transaction(st, name, existing, src, idx, batch_id, rows_per_chunk, t0)
 
 
