@@ -15,7 +15,7 @@ def cluster():
         threads_per_worker=1,
         processes=True,
         host="127.0.0.1",
-        dashboard_address=None,
+        dashboard_address="127.0.0.1:0",
         memory_limit="2GiB",
         silence_logs=40,
     ) as lc:
