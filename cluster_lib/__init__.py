@@ -4,5 +4,7 @@ from __future__ import annotations
 
 from cluster_lib._kmeans import KMeans, kmeans_init
 from cluster_lib._minibatch import MiniBatchKMeans
+from cluster_lib._pca import PCA
+from cluster_lib._preprocess import L2Normalizer, Preprocessor, l2_normalize
 
-__all__ = ["KMeans", "MiniBatchKMeans", "kmeans_init"]
+__all__ = ["KMeans", "L2Normalizer", "MiniBatchKMeans", "PCA", "Preprocessor", "kmeans_init", "l2_normalize"]
