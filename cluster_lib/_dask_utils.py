@@ -17,6 +17,7 @@ __all__ = [
     "maybe_persist",
     "sample_rows",
     "total_worker_memory",
+    "blocks_by_worker",
 ]
 
 logger = logging.getLogger(__name__)
@@ -82,6 +83,38 @@ def tree_reduce(parts: Sequence[Any], combine: Callable[[list[Any]], Any], split
     return level[0]
 
 
+def blocks_by_worker(X: da.Array, per_worker: int = 2) -> list[list[int]] | None:
+    """Group the row blocks of a persisted ``X`` by the worker holding them.
+
+    One task per group (``per_worker`` groups per worker) instead of one per block
+    cuts the scheduler's share of a pass; each group's task runs where its blocks
+    are, so no rows move. Returns None (one task per block) without a distributed
+    client, or when X is not held in the workers' memory (streamed from its source).
+    """
+    try:
+        from distributed import default_client, futures_of
+
+        client = default_client()
+    except (ImportError, ValueError):
+        return None
+    futures = {f.key: f for f in futures_of(X)}
+    keys = [b.key for b in row_blocks(X)]
+    if not futures or any(k not in futures for k in keys):
+        return None
+    who = client.who_has([futures[k] for k in keys])
+    by_worker: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        holders = who.get(key) or ()
+        if not holders:
+            return None
+        by_worker.setdefault(sorted(holders)[0], []).append(i)
+    groups: list[list[int]] = []
+    for idx in by_worker.values():
+        m = max(1, min(per_worker, len(idx)))
+        groups += [idx[j::m] for j in range(m)]
+    return groups
+
+
 def total_worker_memory() -> float | None:
     """Total memory limit of the workers of the default distributed client, or None."""
     try:
@@ -118,7 +151,29 @@ def maybe_persist(X: da.Array, persist: bool | str, fraction: float = 0.5) -> tu
             logger.info("streaming %.0f MiB from its source on every pass (budget %.0f MiB)",
                         X.nbytes / 2**20, fraction * budget / 2**20)
             return X, False
-    return X.persist(), True
+    X = X.persist()
+    _rebalance(X)
+    return X, True
+
+
+def _rebalance(X: da.Array) -> None:
+    """Spread a persisted array's chunks evenly over the workers.
+
+    Persisted chunks land where their tasks ran, which can leave one worker with
+    most of them; every later pass would then wait for that worker.
+    """
+    try:
+        from distributed import default_client, futures_of, wait
+
+        client = default_client()
+    except (ImportError, ValueError):
+        return
+    futures = futures_of(X)
+    if not futures:
+        return
+    wait(futures)
+    if len(client.scheduler_info(n_workers=-1).get("workers", {})) > 1:
+        client.rebalance(futures)
 
 
 def sample_rows(X: da.Array, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

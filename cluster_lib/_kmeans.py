@@ -24,7 +24,14 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
 from cluster_lib._compat import Interval, StrOptions, validate_params
-from cluster_lib._dask_utils import as_dask_2d, maybe_persist, row_blocks, sample_rows, tree_reduce
+from cluster_lib._dask_utils import (
+    as_dask_2d,
+    blocks_by_worker,
+    maybe_persist,
+    row_blocks,
+    sample_rows,
+    tree_reduce,
+)
 from cluster_lib._lloyd import LloydStats, assign_chunk, combine_stats, lloyd_chunk
 
 __all__ = ["KMeans", "kmeans_init"]
@@ -57,12 +64,20 @@ def _weight_blocks(w: da.Array | None, n_blocks: int) -> list[Any]:
     return [None] * n_blocks if w is None else list(w.to_delayed().ravel())
 
 
+def _lloyd_group(blocks: list[np.ndarray], C: np.ndarray, mu: np.ndarray, weights: list[Any],
+                 n_far: int) -> LloydStats:
+    """The statistics of several chunks that live on one worker, in one task."""
+    return combine_stats([lloyd_chunk(b, C, mu, w, n_far) for b, w in zip(blocks, weights)], n_far)
+
+
 def _lloyd_pass(blocks: list[Any], wblocks: list[Any], centers: np.ndarray, mean: np.ndarray,
-                n_far: int) -> LloydStats:
+                n_far: int, groups: list[list[int]] | None = None) -> LloydStats:
     C = dask.delayed(np.asarray(centers, dtype=np.float32), pure=True)
     mu = dask.delayed(np.asarray(mean, dtype=np.float32), pure=True)
+    groups = groups or [[i] for i in range(len(blocks))]
     parts = [
-        dask.delayed(lloyd_chunk, pure=True)(b, C, mu, w, n_far) for b, w in zip(blocks, wblocks)
+        dask.delayed(_lloyd_group, pure=True)([blocks[i] for i in g], C, mu, [wblocks[i] for i in g], n_far)
+        for g in groups
     ]
     total = tree_reduce(parts, lambda ps: combine_stats(ps, n_far))
     (stats,) = dask.compute(total)
@@ -388,6 +403,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     def _lloyd(self, X, w, centers, mean, tol, random_state):
         blocks = row_blocks(X)
         wblocks = _weight_blocks(w, len(blocks))
+        groups = blocks_by_worker(X)
         k = self.n_clusters
         n_far = min(k, 64)
         centers = np.asarray(centers, dtype=np.float64)
@@ -395,7 +411,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         n_iter = 0
         for n_iter in range(1, self.max_iter + 1):
             t = time.perf_counter()
-            stats = _lloyd_pass(blocks, wblocks, centers, mean, n_far)
+            stats = _lloyd_pass(blocks, wblocks, centers, mean, n_far, groups)
             new = centers.copy()
             nonempty = stats.counts > 0
             new[nonempty] = stats.sums[nonempty] / stats.counts[nonempty, None]
