@@ -24,7 +24,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -146,8 +145,8 @@ def main() -> None:
     best = {k: min(v, key=lambda m: m["seconds"]) for k, v in runs.items()}
     ratio = best["ivc ingest"]["seconds"] / best["numpy.load + zarr"]["seconds"]
     print()
-    print(f"| contender | best time (s) | GB/s | peak RSS (MiB) | peak RSS / file size |")
-    print(f"|---|---|---|---|---|")
+    print("| contender | best time (s) | GB/s | peak RSS (MiB) | peak RSS / file size |")
+    print("|---|---|---|---|---|")
     for k, m in best.items():
         print(f"| {k} | {m['seconds']:.2f} | {m['GBps']:.2f} | {m['peak_rss_MiB']:.0f} | {m['peak_rss_MiB'] * 2**20 / size:.2f} |")
     print(f"\nivc ingest time / (numpy.load + zarr) time = {ratio:.2f}  (bar: <= 2)")

@@ -86,7 +86,6 @@ def main() -> None:
     ap.add_argument("--out", default=str(HERE / "results" / "kmeans.json"))
     args = ap.parse_args()
 
-    import dask
     from dask_ml.cluster import KMeans as DaskMLKMeans
     from distributed import Client, LocalCluster
     from sklearn.cluster import KMeans as SkKMeans
@@ -100,7 +99,7 @@ def main() -> None:
     results: dict = {"rows": n, "dims": d, "k": k, "blas_env": env, "blas": blas_info(),
                      "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}}
     with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None,
-                      memory_limit="8GiB", silence_logs=40) as cluster, Client(cluster) as client:
+                      memory_limit="8GiB", silence_logs=40) as cluster, Client(cluster):
         X = make_data(n, d, k, choose_chunk_rows(d)).persist()
         from distributed import wait
 

@@ -40,7 +40,6 @@ def main() -> None:
     ap.add_argument("--out", default=str(HERE / "results" / "kmeans_streaming.json"))
     args = ap.parse_args()
 
-    import dask
     from dask.utils import parse_bytes
     from distributed import Client, LocalCluster
 

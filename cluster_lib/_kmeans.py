@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import Any
 
@@ -79,6 +80,9 @@ def _lloyd_pass(blocks: list[Any], wblocks: list[Any], centers: np.ndarray, mean
         dask.delayed(_lloyd_group, pure=True)([blocks[i] for i in g], C, mu, [wblocks[i] for i in g], n_far)
         for g in groups
     ]
+    if len(parts) <= 16:
+        # a few per-worker results: adding them here saves the reduction's extra task hop
+        return combine_stats(list(dask.compute(*parts)), n_far)
     total = tree_reduce(parts, lambda ps: combine_stats(ps, n_far))
     (stats,) = dask.compute(total)
     return stats
@@ -249,6 +253,18 @@ def _reduce_candidates(candidates: np.ndarray, weights: np.ndarray, k: int, rand
     return km.cluster_centers_
 
 
+@dataclass
+class _FitInput:
+    """What every k-means fit starts from: the checked data, weights and statistics."""
+
+    X: da.Array
+    was_numpy: bool
+    w: da.Array | None
+    persisted: bool
+    mean: np.ndarray
+    tol: float
+
+
 class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     """K-means clustering of a dask array, one map-reduce pass per Lloyd iteration.
 
@@ -335,7 +351,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         self.init_max_iter = init_max_iter
 
     # -- fitting -----------------------------------------------------------
-    def _check_fit_input(self, X: Any) -> tuple[da.Array, bool]:
+    def _prepare_fit(self, X: Any, sample_weight: Any) -> _FitInput:
+        """Validate, persist if asked to, and take the mean and variance: one pass."""
         validate_params(self)
         X, was_numpy = as_dask_2d(X)
         n, d = X.shape
@@ -346,7 +363,22 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
                 f"The shape of the initial centers {self.init.shape} does not match the number of clusters "
                 f"{self.n_clusters} and features {d}."
             )
-        return X, was_numpy
+        w = _weights_like(sample_weight, X)
+        X, persisted = maybe_persist(X, self.persist)
+        if w is not None and persisted:
+            w = w.persist()
+        mean, var = dask.compute(X.mean(axis=0, dtype=np.float64), X.var(axis=0, dtype=np.float64))
+        return _FitInput(X, was_numpy, w, persisted, mean, float(np.mean(var) * self.tol))
+
+    def _finish_fit(self, fin: _FitInput, centers: np.ndarray) -> None:
+        """Final pass: labels and true inertia for ``centers`` (centred); sets the fitted attributes."""
+        labels, inertia = _labels_and_inertia(fin.X, fin.w, centers, fin.mean, persist=fin.persisted)
+        self.cluster_centers_ = (centers + fin.mean).astype(fin.X.dtype)
+        self._mean = fin.mean
+        self._centred = centers
+        self.inertia_ = inertia
+        self.labels_ = np.asarray(labels.compute()) if fin.was_numpy else labels
+        self.n_features_in_ = fin.X.shape[1]
 
     def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> KMeans:
         """Compute k-means clustering.
@@ -361,18 +393,11 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         -------
         self : KMeans
         """
-        X, was_numpy = self._check_fit_input(X)
-        w = _weights_like(sample_weight, X)
-        n, d = X.shape
-        random_state = check_random_state(self.random_state)
         t0 = time.perf_counter()
-        X, persisted = maybe_persist(X, self.persist)
-        if w is not None and persisted:
-            w = w.persist()
-        mean, var = dask.compute(X.mean(axis=0, dtype=np.float64), X.var(axis=0, dtype=np.float64))
-        tol = float(np.mean(var) * self.tol)
+        random_state = check_random_state(self.random_state)
+        fin = self._prepare_fit(X, sample_weight)
+        X, w, mean = fin.X, fin.w, fin.mean
         self.timings_ = {"prepare": time.perf_counter() - t0}
-
         t = time.perf_counter()
         if self.engine == "dask-ml":
             from cluster_lib._compat import fit_dask_ml_kmeans
@@ -387,16 +412,10 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
                 n_rounds=self.init_max_iter,
             )
             self.timings_["init"] = time.perf_counter() - t
-            centers, self.n_iter_ = self._lloyd(X, w, centers, mean, tol, random_state)
+            centers, self.n_iter_ = self._lloyd(X, w, centers, mean, fin.tol, random_state)
         t = time.perf_counter()
-        labels, inertia = _labels_and_inertia(X, w, centers, mean, persist=persisted)
+        self._finish_fit(fin, centers)
         self.timings_["final_pass"] = time.perf_counter() - t
-        self.cluster_centers_ = (centers + mean).astype(X.dtype)
-        self._mean = mean
-        self._centred = centers
-        self.inertia_ = inertia
-        self.labels_ = np.asarray(labels.compute()) if was_numpy else labels
-        self.n_features_in_ = d
         self.timings_["total"] = time.perf_counter() - t0
         return self
 

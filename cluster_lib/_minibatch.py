@@ -23,9 +23,9 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 from sklearn.utils import check_random_state
 
-from cluster_lib._compat import Interval, StrOptions, validate_params
-from cluster_lib._dask_utils import as_dask_2d, maybe_persist, row_blocks
-from cluster_lib._kmeans import KMeans, _labels_and_inertia, _weight_blocks, _weights_like, kmeans_init
+from cluster_lib._compat import Interval, StrOptions
+from cluster_lib._dask_utils import row_blocks
+from cluster_lib._kmeans import KMeans, _weight_blocks, kmeans_init
 from cluster_lib._lloyd import assign_chunk
 
 __all__ = ["MiniBatchKMeans", "minibatch_chunk"]
@@ -171,22 +171,10 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         y : ignored
         sample_weight : dask array or array-like of shape (n_samples,), optional
         """
-        validate_params(self)
-        X, was_numpy = as_dask_2d(X)
-        n, d = X.shape
-        if n < self.n_clusters:
-            raise ValueError(f"n_samples={n} should be >= n_clusters={self.n_clusters}.")
-        if isinstance(self.init, np.ndarray) and self.init.shape != (self.n_clusters, d):
-            raise ValueError(
-                f"The shape of the initial centers {self.init.shape} does not match the number of clusters "
-                f"{self.n_clusters} and features {d}."
-            )
-        w = _weights_like(sample_weight, X)
-        random_state = check_random_state(self.random_state)
         t0 = time.perf_counter()
-        X, persisted = maybe_persist(X, self.persist)
-        mean, var = dask.compute(X.mean(axis=0, dtype=np.float64), X.var(axis=0, dtype=np.float64))
-        tol = float(np.mean(var) * self.tol)
+        random_state = check_random_state(self.random_state)
+        fin = self._prepare_fit(X, sample_weight)
+        X, w, mean, tol = fin.X, fin.w, fin.mean, fin.tol
         centers = kmeans_init(X, self.n_clusters, init=self.init, mean=mean, sample_weight=w,
                               random_state=random_state, sample_size=self.init_sample_size)
         blocks = row_blocks(X)
@@ -219,19 +207,15 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
                 stale += 1
                 if self.max_no_improvement is not None and stale >= self.max_no_improvement:
                     break
-        centers = state[0]
-        labels, inertia = _labels_and_inertia(X, w, centers, mean, persist=persisted)
-        self.cluster_centers_ = (centers + mean).astype(X.dtype)
-        self._mean, self._centred = mean, centers
-        self.inertia_ = inertia
-        self.labels_ = np.asarray(labels.compute()) if was_numpy else labels
+        self._finish_fit(fin, state[0])
         self.n_iter_ = epoch
         self.n_steps_ = steps
-        self.n_features_in_ = d
         self.timings_ = {"total": time.perf_counter() - t0}
         return self
 
-    # predict / transform / score are those of KMeans: nearest of the fitted centers.
+    # Input checks, the final pass and predict / transform / score are those of KMeans.
+    _prepare_fit = KMeans._prepare_fit
+    _finish_fit = KMeans._finish_fit
     _check_fitted_input = KMeans._check_fitted_input
     predict = KMeans.predict
     transform = KMeans.transform

@@ -133,7 +133,6 @@ def ingest(
     if chunk_rows is not None and chunk_rows < 1:
         raise ValueError(f"chunk_rows={chunk_rows} should be >= 1.")
     st = DescriptorStore(store)
-    loc = st.location
     if st.exists():
         recover_set(st, name)
 
