@@ -43,6 +43,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_ingest)
 
     p = sub.add_parser(
+        "run", help="run a job spec on Dask: fit, score and interpret every descriptor x method",
+        description="Run JOB.yaml: connect to --scheduler (or DASK_SCHEDULER_ADDRESS), else start an embedded "
+        "LocalCluster on 127.0.0.1; write the run directory (default RUNS/<UTC start time>, moving RUNS/latest).",
+    )
+    p.add_argument("spec", metavar="JOB.yaml", help="job spec")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler address (tcp:// or tls://)")
+    p.add_argument("--out", metavar="RUN_DIR", help="run directory to write (must not exist)")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser(
         "demo", help="synthetic vehicle crops -> descriptors -> store",
         description="Generate synthetic vehicle crops with known colors and types, compute their "
         "descriptors (color, type, reid, generic) and ingest them into DIR/store.",
@@ -65,6 +75,16 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from jobs.run import run_job
+
+    if args.out and Path(args.out).exists():
+        raise BadInputError(args.out, "already exists; expected a new run directory path for --out")
+    res = run_job(args.spec, scheduler=args.scheduler, out=args.out, echo=print)
+    print((res.path / "report" / "summary.md").read_text(), end="")
+    return EXIT_OK
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from jobs.demo import run_demo
 
@@ -78,6 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    # distributed logs every worker start and stop at INFO; show that only with -vv
+    logging.getLogger("distributed").setLevel(logging.DEBUG if args.verbose >= 2 else level)
     try:
         return args.func(args)
     except BadInputError as e:

@@ -187,6 +187,25 @@ class DescriptorSet:
             raise KeyError(f"no index column {column!r} in {self.name!r}; expected one of {list(self.index_columns)}")
         return self._dask(f"index/{column}")
 
+    def index_codes(self, column: str, max_values: int = 1000) -> tuple[da.Array, list[str]] | None:
+        """An attribute column as integer codes into its sorted distinct values.
+
+        One pass over the column finds the values; the codes are a lazy dask array
+        chunked like the vectors. Returns None when the column has more than
+        ``max_values`` distinct values (an identifier or timestamp, not a category).
+        """
+        import dask
+        import dask.array as da
+
+        col = self.index_column(column)
+        parts = dask.compute(*[dask.delayed(_distinct)(b) for b in col.to_delayed().ravel()])
+        values = sorted(set().union(*parts)) if parts else []
+        if len(values) > max_values:
+            return None
+        vocab = np.array(values, dtype=str) if values else np.array([], dtype="<U1")
+        codes = col.map_blocks(_encode, vocab, dtype=np.int32)
+        return codes, values
+
     def batch_codes(self) -> da.Array:
         """Per row, the position of its batch in :attr:`batches` (int32 dask array)."""
         return self._dask("batch")
@@ -219,6 +238,15 @@ class DescriptorSet:
     def read_vectors(self, rows: Any) -> np.ndarray:
         """Read selected rows of the vectors into memory (a sample, not the whole set)."""
         return _read_rows(self.zarr_array("vectors"), _row_selection(rows, self.n_rows))
+
+
+def _distinct(block: np.ndarray) -> set[str]:
+    return set(np.unique(np.asarray(block, dtype=object)).tolist())
+
+
+def _encode(block: np.ndarray, vocab: np.ndarray) -> np.ndarray:
+    # zarr hands back numpy's variable-width StringDType; compare as Python strings
+    return np.searchsorted(vocab, np.asarray(block, dtype=object).astype(vocab.dtype)).astype(np.int32)
 
 
 def _row_selection(rows: Any, n_rows: int) -> np.ndarray:

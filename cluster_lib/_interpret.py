@@ -1,0 +1,111 @@
+"""Automatic interpretation: does a clustering follow an attribute of the crops?
+
+Where the crop index has attribute columns (color, type, camera...), a result is
+scored against each one from the contingency table of (cluster, attribute value),
+counted partition-wise: adjusted mutual information (AMI) and purity.  A result is
+named ``"by <attribute>"`` when one attribute clearly explains it, else ``"no"``;
+each cluster is named by the dominant value of each attribute and its share.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+
+__all__ = ["contingency_table", "interpret", "attribute_scores", "MIN_AMI", "MIN_MARGIN"]
+
+#: An attribute explains a clustering when its AMI is at least this ...
+MIN_AMI = 0.4
+#: ... and beats every other attribute's by at least this much.
+MIN_MARGIN = 0.15
+
+
+def _chunk_table(labels: np.ndarray, codes: np.ndarray, label_values: np.ndarray, n_codes: int) -> np.ndarray:
+    li = np.searchsorted(label_values, labels)
+    return np.bincount(li * n_codes + codes, minlength=len(label_values) * n_codes).reshape(-1, n_codes)
+
+
+def contingency_table(labels: Any, codes: Any, label_values: np.ndarray, n_codes: int) -> np.ndarray:
+    """Counts of (cluster label, attribute code) over every row, summed chunk by chunk.
+
+    Parameters
+    ----------
+    labels : dask or numpy array of shape (n_samples,), int
+    codes : dask or numpy array of shape (n_samples,), int in [0, n_codes)
+        Attribute values as codes, chunked like ``labels``.
+    label_values : ndarray of shape (m,)
+        Sorted distinct labels (from the cluster sizes).
+
+    Returns
+    -------
+    ndarray of shape (m, n_codes), int64
+    """
+    labels = labels if isinstance(labels, da.Array) else da.from_array(np.asarray(labels), chunks=1 << 20)
+    codes = codes if isinstance(codes, da.Array) else da.from_array(np.asarray(codes), chunks=labels.chunks)
+    if codes.chunks != labels.chunks:
+        codes = codes.rechunk(labels.chunks)
+    parts = [
+        dask.delayed(_chunk_table, pure=True)(lb, cb, label_values, n_codes)
+        for lb, cb in zip(labels.to_delayed().ravel(), codes.to_delayed().ravel())
+    ]
+    return np.sum(dask.compute(*parts), axis=0)
+
+
+def attribute_scores(table: np.ndarray) -> dict[str, float]:
+    """AMI, NMI and purity of the clustering (rows of ``table``) against the attribute (columns)."""
+    from sklearn.metrics import adjusted_mutual_info_score, normalized_mutual_info_score
+
+    counts = table.ravel()
+    r, c = np.divmod(np.arange(counts.size), table.shape[1])
+    # the per-row labels are recovered from the table: ints, not descriptors
+    lab = np.repeat(r, counts)
+    att = np.repeat(c, counts)
+    n = int(counts.sum())
+    purity = float(table.max(axis=1).sum() / n) if n else float("nan")
+    if n == 0 or table.shape[0] < 2 and table.shape[1] < 2:
+        return {"ami": 0.0, "nmi": 0.0, "purity": purity}
+    return {
+        "ami": float(adjusted_mutual_info_score(att, lab)),
+        "nmi": float(normalized_mutual_info_score(att, lab)),
+        "purity": purity,
+    }
+
+
+def interpret(tables: dict[str, tuple[np.ndarray, list[str]]], label_values: np.ndarray) -> dict[str, Any]:
+    """Name a clustering by the attribute that explains it, and each cluster by its dominant values.
+
+    Parameters
+    ----------
+    tables : dict
+        Attribute name -> (contingency table (clusters x values), the values' names).
+    label_values : ndarray
+        The cluster labels of the table rows.
+
+    Returns
+    -------
+    dict
+        ``interpretation`` ("by <attribute>" or "no"), ``attributes`` (scores per
+        attribute) and ``clusters`` ({label: {attribute: {"value", "share"}}}).
+    """
+    scores = {name: attribute_scores(t) for name, (t, _) in tables.items()}
+    ranked = sorted(scores, key=lambda a: scores[a]["ami"], reverse=True)
+    verdict = "no"
+    if ranked:
+        best = scores[ranked[0]]["ami"]
+        second = scores[ranked[1]]["ami"] if len(ranked) > 1 else 0.0
+        if best >= MIN_AMI and best - second >= MIN_MARGIN:
+            verdict = f"by {ranked[0]}"
+    clusters: dict[int, dict[str, dict[str, Any]]] = {}
+    for i, label in enumerate(label_values):
+        entry = {}
+        for name, (t, values) in tables.items():
+            row = t[i]
+            total = row.sum()
+            if total:
+                j = int(row.argmax())
+                entry[name] = {"value": values[j], "share": float(row[j] / total)}
+        clusters[int(label)] = entry
+    return {"interpretation": verdict, "attributes": scores, "clusters": clusters}
