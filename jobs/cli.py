@@ -92,14 +92,23 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _quiet_distributed(level: int) -> None:
+    """distributed logs every scheduler and worker event at INFO; keep that for -vv."""
+    import distributed  # noqa: F401 - configures its loggers on import, which we then adjust
+
+    for name in list(logging.root.manager.loggerDict):
+        if name == "distributed" or name.startswith("distributed."):
+            logging.getLogger(name).setLevel(level)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
-    # distributed logs every worker start and stop at INFO; show that only with -vv
-    logging.getLogger("distributed").setLevel(logging.DEBUG if args.verbose >= 2 else level)
+    if args.command in ("run", "demo", "nightly"):
+        _quiet_distributed(logging.DEBUG if args.verbose >= 2 else level)
     try:
         return args.func(args)
     except BadInputError as e:
