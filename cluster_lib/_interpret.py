@@ -15,7 +15,7 @@ import dask
 import dask.array as da
 import numpy as np
 
-__all__ = ["contingency_table", "interpret", "attribute_scores", "MIN_AMI", "MIN_MARGIN"]
+__all__ = ["contingency_table", "interpret", "attribute_scores", "dominant_color", "NAMED_COLORS", "MIN_AMI", "MIN_MARGIN"]
 
 #: An attribute explains a clustering when its AMI is at least this ...
 MIN_AMI = 0.4
@@ -109,3 +109,38 @@ def interpret(tables: dict[str, tuple[np.ndarray, list[str]]], label_values: np.
                 entry[name] = {"value": values[j], "share": float(row[j] / total)}
         clusters[int(label)] = entry
     return {"interpretation": verdict, "attributes": scores, "clusters": clusters}
+
+
+#: Named colors for the dominant color of a cluster's crops (sRGB).
+NAMED_COLORS: dict[str, tuple[int, int, int]] = {
+    "white": (235, 235, 235), "silver": (170, 172, 176), "gray": (110, 110, 112), "black": (25, 25, 28),
+    "red": (190, 30, 35), "orange": (230, 120, 30), "yellow": (235, 200, 40), "green": (40, 140, 60),
+    "blue": (35, 70, 170), "brown": (110, 70, 40), "purple": (110, 50, 140),
+}
+
+
+def dominant_color(tiles: np.ndarray) -> tuple[str, tuple[int, int, int]]:
+    """The named color nearest to the typical color of the crops' centres.
+
+    Parameters
+    ----------
+    tiles : ndarray of shape (n, h, w, 3), uint8
+        Crops of one cluster (placeholders excluded).
+
+    Returns
+    -------
+    name : str
+    rgb : tuple of int
+        The median color of the central half of every crop, over all crops.
+    """
+    if tiles.size == 0:
+        return "unknown", (128, 128, 128)
+    h, w = tiles.shape[1:3]
+    centre = tiles[:, h // 4 : 3 * h // 4, w // 4 : 3 * w // 4].reshape(-1, 3).astype(np.float64)
+    rgb = np.median(centre, axis=0)
+    names = list(NAMED_COLORS)
+    ref = np.array([NAMED_COLORS[n] for n in names], dtype=np.float64)
+    # distances in a roughly perceptual space: weight the channels like luma does
+    wts = np.array([0.3, 0.59, 0.11]) ** 0.5
+    j = int(np.argmin((((ref - rgb) * wts) ** 2).sum(1)))
+    return names[j], tuple(int(v) for v in rgb)

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from jobs.report import render_report
 from jobs.spec import JobSpec, SpecError, load_spec
 from storage import DescriptorStore
 from storage._runs import RunWriter, new_run_name
@@ -164,6 +165,7 @@ def run_job(spec: JobSpec | str | os.PathLike[str], *, client: Any = None, sched
     writer = RunWriter(final, runs=None if out else spec.runs)
     timings: dict[str, float] = {}
     results: list[dict[str, Any]] = []
+    report_data: dict[str, Any] = {}
     inputs = []
     try:
         with connect(spec, scheduler, client, echo) as c:
@@ -186,6 +188,7 @@ def run_job(spec: JobSpec | str | os.PathLike[str], *, client: Any = None, sched
                     scores = _score(Z, labels, m.method, spec)
                     interp = _interpretation(dset, labels, scores["sizes"])
                     files = writer.write_labels(rid, labels)
+                    report_data[rid] = _report_data(Z, labels, spec)
                     seconds = time.perf_counter() - t
                     timings[rid] = seconds
                     row = {
@@ -202,13 +205,19 @@ def run_job(spec: JobSpec | str | os.PathLike[str], *, client: Any = None, sched
                          f"{row['interpretation']} ({seconds:.1f} s)")
             versions = _versions()
             writer.write_json("metrics.json", {"results": results})
+            writer.write_json("report/data.json", {"store": spec.store, "results": report_data})
+            t = time.perf_counter()
+            report = render_report(writer.path, store, write=writer.write_bytes, image_root=spec.image_root)
+            timings["report"] = time.perf_counter() - t
+            writer.write_bytes("report/summary.md", summary_table(results).encode())
+            echo(f"report: {report['images_shown']} crops shown, placeholders {report['placeholders'] or 'none'}")
             writer.write_json("manifest.json", {
                 "status": "complete", "started": started.isoformat(timespec="seconds"),
                 "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "spec": spec.raw, "spec_file": spec.source, "inputs": inputs, "versions": versions,
-                "timings": timings, "scheduler": c.scheduler.address,
+                "spec": spec.raw, "spec_file": spec.source, "store": spec.store, "inputs": inputs,
+                "versions": versions, "timings": timings, "scheduler": c.scheduler.address,
+                "report": report,
             })
-            (writer.path / "report" / "summary.md").write_text(summary_table(results))
         path = writer.commit()
     except BaseException:
         writer.abort()
@@ -216,6 +225,24 @@ def run_job(spec: JobSpec | str | os.PathLike[str], *, client: Any = None, sched
     seconds = time.perf_counter() - t0
     echo(f"run complete: {path} ({seconds:.1f} s)")
     return RunResult(path, results, seconds)
+
+
+def _report_data(Z: Any, labels: Any, spec: JobSpec) -> dict[str, Any]:
+    """What the report needs of one result: sampled rows per cluster and a projection sample."""
+    from cluster_lib import PCA
+    from cluster_lib._dask_utils import sample_rows
+    from cluster_lib._sampling import sample_per_cluster
+
+    samples = sample_per_cluster(labels, spec.crops_per_cluster, spec.random_state) if spec.crops_per_cluster else {}
+    out: dict[str, Any] = {"samples": {str(k): v.tolist() for k, v in samples.items()}, "projection": None}
+    if spec.projection_sample:
+        rng = np.random.default_rng(spec.random_state)
+        rows, sample = sample_rows(Z, spec.projection_sample, rng)
+        lab = np.asarray(labels[rows].compute()) if hasattr(labels, "compute") else np.asarray(labels)[rows]
+        k = min(3, sample.shape[1], sample.shape[0])
+        xyz = PCA(k).fit_transform(sample.astype(np.float64)) if sample.shape[0] >= 2 else np.zeros((len(rows), 2))
+        out["projection"] = {"rows": rows.tolist(), "xyz": np.round(xyz, 4).tolist(), "labels": lab.tolist()}
+    return out
 
 
 def summary_table(results: list[dict[str, Any]]) -> str:

@@ -15,23 +15,30 @@ BadInputError
 from __future__ import annotations
 
 from storage._errors import BadInputError, StoreError
+from storage._images import CropReader
 from storage._index import IndexReader
 from storage._ingest import DEFAULT_CHUNK_MIB, IngestResult, choose_chunk_rows, ingest
+from storage._runs import RunWriter, latest_run, new_run_name, read_run
 from storage._sources import DescriptorSource, open_descriptor_source
 from storage._store import BatchInfo, DescriptorSet, DescriptorStore, StoreLocation
 
 __all__ = [
     "BadInputError",
     "BatchInfo",
+    "CropReader",
     "DEFAULT_CHUNK_MIB",
     "DescriptorSet",
     "DescriptorSource",
     "DescriptorStore",
     "IndexReader",
     "IngestResult",
+    "RunWriter",
     "StoreError",
     "StoreLocation",
     "choose_chunk_rows",
     "ingest",
+    "latest_run",
+    "new_run_name",
+    "read_run",
     "open_descriptor_source",
 ]

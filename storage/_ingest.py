@@ -283,6 +283,7 @@ def _ingest_transaction(
             ingested_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             source=os.path.basename(src.path),
             index=os.path.basename(idx.path),
+            image_root=os.path.dirname(os.path.abspath(idx.path)),
         )
         batches = [b.to_json() for b in existing.batches] if existing is not None else []
         batches.append(info.to_json())

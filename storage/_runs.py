@@ -88,6 +88,15 @@ class RunWriter:
         os.replace(tmp, p)
         return p
 
+    def write_bytes(self, name: str, data: bytes) -> Path:
+        """Write a file of the run (a report image, say), relative to the run directory."""
+        p = self.path / name
+        if self.path.resolve() not in p.resolve().parents:
+            raise ValueError(f"{name!r} is outside the run directory")
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+        return p
+
     def write_labels(self, result_id: str, labels: Any) -> dict[str, str]:
         """Store a result's labels (a dask or numpy int array in store row order) as CSV and zarr.
 

@@ -105,6 +105,8 @@ class BatchInfo:
     ingested_at: str
     source: str
     index: str
+    #: absolute folder of the index file: relative image paths of this batch resolve against it
+    image_root: str = ""
 
     @property
     def n_rows(self) -> int:
@@ -115,7 +117,7 @@ class BatchInfo:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> BatchInfo:
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
 class DescriptorSet:
