@@ -120,7 +120,12 @@ NAMED_COLORS: dict[str, tuple[int, int, int]] = {
 
 
 def dominant_color(tiles: np.ndarray) -> tuple[str, tuple[int, int, int]]:
-    """The named color nearest to the typical color of the crops' centres.
+    """The named color of the commonest foreground color of a cluster's crops.
+
+    Per crop, the background is estimated from its border pixels; pixels that
+    differ clearly from it are foreground (the vehicle). Foreground colors of all
+    crops are binned (8 levels per channel) and the fullest bin's mean color is
+    matched to the nearest entry of :data:`NAMED_COLORS`.
 
     Parameters
     ----------
@@ -131,16 +136,20 @@ def dominant_color(tiles: np.ndarray) -> tuple[str, tuple[int, int, int]]:
     -------
     name : str
     rgb : tuple of int
-        The median color of the central half of every crop, over all crops.
+        The mean color of the fullest bin.
     """
     if tiles.size == 0:
         return "unknown", (128, 128, 128)
-    h, w = tiles.shape[1:3]
-    centre = tiles[:, h // 4 : 3 * h // 4, w // 4 : 3 * w // 4].reshape(-1, 3).astype(np.float64)
-    rgb = np.median(centre, axis=0)
+    t = tiles.astype(np.int16)
+    border = np.concatenate([t[:, 0], t[:, -1], t[:, :, 0], t[:, :, -1]], axis=1)
+    bg = np.median(border, axis=1)[:, None, None, :]
+    fg = np.abs(t - bg).sum(-1) > 90
+    pix = t[fg] if fg.any() else t.reshape(-1, 3)
+    bins = (pix // 32) @ np.array([64, 8, 1])
+    top = np.bincount(bins, minlength=512).argmax()
+    rgb = pix[bins == top].mean(axis=0)
     names = list(NAMED_COLORS)
     ref = np.array([NAMED_COLORS[n] for n in names], dtype=np.float64)
-    # distances in a roughly perceptual space: weight the channels like luma does
-    wts = np.array([0.3, 0.59, 0.11]) ** 0.5
+    wts = np.array([0.3, 0.59, 0.11]) ** 0.5  # channels weighted like luma
     j = int(np.argmin((((ref - rgb) * wts) ** 2).sum(1)))
     return names[j], tuple(int(v) for v in rgb)

@@ -144,7 +144,7 @@ h4{margin:1.2em 0 0.3em 0;font-size:15px}img{image-rendering:auto}.small{font-si
 
 
 def render_report(run_dir: str | Path, store: Any = None, *, write: Callable[[str, bytes], Any] | None = None,
-                  image_root: str | Path | None = None) -> dict[str, Any]:
+                  image_root: str | Path | None = None, run_name: str | None = None) -> dict[str, Any]:
     """Render ``report/index.html`` and its images for the run in ``run_dir``.
 
     Parameters
@@ -159,6 +159,8 @@ def render_report(run_dir: str | Path, store: Any = None, *, write: Callable[[st
     image_root : path, optional
         Extra folder crops may be read from (relative paths resolve against their
         batch's index folder).
+    run_name : str, optional
+        The run's name for the page title (default: the folder's name).
 
     Returns
     -------
@@ -181,8 +183,10 @@ def render_report(run_dir: str | Path, store: Any = None, *, write: Callable[[st
     data = json.loads((run_dir / "report" / "data.json").read_text())
     manifest_path = run_dir / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    store_url = data.get("store") or manifest.get("store", "")
     if store is None:
-        store = DescriptorStore(manifest.get("store") or data["store"])
+        store = DescriptorStore(store_url)
+    run_name = run_name or run_dir.name
     batch_roots: dict[str, dict[str, str]] = {}
     roots: list[str] = [str(image_root)] if image_root else []
     for name in {r["descriptor"] for r in metrics}:
@@ -262,8 +266,8 @@ def render_report(run_dir: str | Path, store: Any = None, *, write: Callable[[st
     problems = dict(reader.problems)
     page = (
         "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
-        f"<title>ivc run {_e(run_dir.name)}</title><style>{CSS}</style></head><body>"
-        f"<h1>Clustering report</h1><p class=small>run {_e(run_dir.name)}; store {_e(manifest.get('store', ''))}; "
+        f"<title>ivc run {_e(run_name)}</title><style>{CSS}</style></head><body>"
+        f"<h1>Clustering report</h1><p class=small>run {_e(run_name)}; store {_e(store_url)}; "
         f"{shown} crops shown, {sum(problems.values())} placeholders"
         f"{' (' + ', '.join(f'{_e(k)}: {v}' for k, v in sorted(problems.items())) + ')' if problems else ''}.</p>"
         f"<table id=results><thead>{head}</thead><tbody>{''.join(rows_html)}</tbody></table>"

@@ -207,7 +207,8 @@ def run_job(spec: JobSpec | str | os.PathLike[str], *, client: Any = None, sched
             writer.write_json("metrics.json", {"results": results})
             writer.write_json("report/data.json", {"store": spec.store, "results": report_data})
             t = time.perf_counter()
-            report = render_report(writer.path, store, write=writer.write_bytes, image_root=spec.image_root)
+            report = render_report(writer.path, store, write=writer.write_bytes, image_root=spec.image_root,
+                                   run_name=final.name)
             timings["report"] = time.perf_counter() - t
             writer.write_bytes("report/summary.md", summary_table(results).encode())
             echo(f"report: {report['images_shown']} crops shown, placeholders {report['placeholders'] or 'none'}")
