@@ -53,13 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser(
-        "demo", help="synthetic vehicle crops -> descriptors -> store",
+        "demo", help="synthetic vehicle crops -> descriptors -> store -> study -> report",
         description="Generate synthetic vehicle crops with known colors and types, compute their "
-        "descriptors (color, type, reid, generic) and ingest them into DIR/store.",
+        "descriptors (color, type, reid, generic), ingest them into DIR/store, write DIR/job.yaml (every "
+        "descriptor x every method) and run it on an embedded LocalCluster: the table and the report's path "
+        "are printed, and `ivc run DIR/job.yaml` repeats it.",
     )
     p.add_argument("--out", default="ivc-demo", metavar="DIR", help="output folder (default ./ivc-demo)")
     p.add_argument("--rows", type=int, default=None, metavar="N", help="number of crops (default 6000)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the synthetic data")
+    p.add_argument("--no-run", action="store_true", help="stop after ingest (no clustering run)")
     p.set_defaults(func=_cmd_demo)
     return parser
 
@@ -88,7 +91,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from jobs.demo import run_demo
 
-    run_demo(Path(args.out), rows=args.rows, seed=args.seed, echo=print)
+    res = run_demo(Path(args.out), rows=args.rows, seed=args.seed, run=not args.no_run, echo=print)
+    if res.run is not None:
+        print((res.run / "report" / "summary.md").read_text(), end="")
+        print(f"report: {res.run / 'report' / 'index.html'}")
+        print(f"rerun with: ivc run {res.root / 'job.yaml'}")
     return EXIT_OK
 
 

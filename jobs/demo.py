@@ -6,6 +6,8 @@ Layout it leaves under ``DIR``::
     DIR/data/index.csv            image,color,type,camera (true color and type)
     DIR/data/<descriptor>.npy     color, type, reid, generic
     DIR/store/                    the descriptor store, one set per descriptor
+    DIR/job.yaml                  the study it runs (``ivc run DIR/job.yaml`` repeats it)
+    DIR/runs/<time>/, runs/latest the run directory with the report
 """
 
 from __future__ import annotations
@@ -30,9 +32,36 @@ class DemoResult:
     store: Path
     descriptors: dict[str, tuple[int, int]]
     seconds: float
+    run: Path | None = None
 
 
-def run_demo(out: Path, *, rows: int | None = None, seed: int = 0,
+def demo_spec(methods: list[dict] | None = None) -> dict:
+    """The study's grid: every descriptor x every registered method (as in ../shared/DESIGN.md)."""
+    from cluster_lib._registry import method_names
+
+    grid = {
+        "kmeans": [{"method": "kmeans", "n_clusters": 7}],
+        "minibatch_kmeans": [{"method": "minibatch_kmeans", "n_clusters": 7}],
+        "dbscan": [{"method": "dbscan", "metric": "euclidean", "eps": "auto", "min_samples": 10},
+                   {"method": "dbscan", "metric": "cosine", "eps": "auto", "min_samples": 10}],
+        "agglomerative": [{"method": "agglomerative", "n_clusters": 7, "linkage": "ward"}],
+        "gmm": [{"method": "gmm", "n_components": 7, "covariance_type": "diag"}],
+    }
+    entries = methods or [e for name in grid if name in method_names() for e in grid[name]]
+    return {
+        "store": "store",
+        "runs": "runs",
+        "descriptors": sorted(DESCRIPTOR_DIMS),
+        "preprocess": {"pca": 50, "normalize": False},
+        "methods": entries,
+        "scoring": {"silhouette_sample": 2000},
+        "report": {"crops_per_cluster": 50, "projection_sample": 2000},
+        "cluster": {"n_workers": 2, "threads_per_worker": 1, "memory_limit": "2GiB"},
+        "random_state": 0,
+    }
+
+
+def run_demo(out: Path, *, rows: int | None = None, seed: int = 0, run: bool = True, client=None,
              echo: Callable[[str], None] = lambda s: None) -> DemoResult:
     """Generate the synthetic crops and their descriptors and ingest them into ``out/store``.
 
@@ -80,6 +109,15 @@ def run_demo(out: Path, *, rows: int | None = None, seed: int = 0,
         res = ingest(path, index=index, store=store_path, name=name, batch_id=batch_id)
         echo(f"  {res.message()}")
         stored[name] = (res.n_rows, res.n_dims)
-    dt = time.perf_counter() - t0
-    echo(f"store {store_path}: " + ", ".join(f"{n} {r}x{d}" for n, (r, d) in stored.items()) + f" ({dt:.1f} s)")
-    return DemoResult(out, store_path, stored, dt)
+    echo(f"store {store_path}: " + ", ".join(f"{n} {r}x{d}" for n, (r, d) in stored.items()))
+    if not run:
+        return DemoResult(out, store_path, stored, time.perf_counter() - t0)
+    import yaml
+
+    from jobs.run import run_job
+
+    spec_path = out / "job.yaml"
+    spec_path.write_text(yaml.safe_dump(demo_spec(), sort_keys=False))
+    echo(f"running the study {spec_path} ...")
+    res = run_job(spec_path, client=client, echo=echo)
+    return DemoResult(out, store_path, stored, time.perf_counter() - t0, res.path)
