@@ -52,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="RUN_DIR", help="run directory to write (must not exist)")
     p.set_defaults(func=_cmd_run)
 
+    p = sub.add_parser("report", help="re-render a run's report from its directory and the store",
+                       description="Re-render RUN_DIR/report/index.html and its images.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a complete run directory")
+    p.set_defaults(func=_cmd_report)
+
     p = sub.add_parser(
         "demo", help="synthetic vehicle crops -> descriptors -> store -> study -> report",
         description="Generate synthetic vehicle crops with known colors and types, compute their "
@@ -85,6 +90,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise BadInputError(args.out, "already exists; expected a new run directory path for --out")
     res = run_job(args.spec, scheduler=args.scheduler, out=args.out, echo=print)
     print((res.path / "report" / "summary.md").read_text(), end="")
+    return EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    import json
+
+    from jobs.report import render_report
+
+    run = Path(args.run_dir)
+    manifest = run / "manifest.json"
+    if not manifest.is_file() or not (run / "report" / "data.json").is_file():
+        raise BadInputError(run, "is not a run directory; expected manifest.json and report/data.json in it")
+    if json.loads(manifest.read_text()).get("status") != "complete":
+        raise BadInputError(manifest, "status is not 'complete'; expected a finished run")
+    stats = render_report(run)
+    print(f"{run / 'report' / 'index.html'}: {stats['images_shown']} crops shown, "
+          f"placeholders {stats['placeholders'] or 'none'}")
     return EXIT_OK
 
 

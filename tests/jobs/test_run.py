@@ -91,3 +91,17 @@ def test_missing_descriptor_is_a_spec_error(tmp_path, crop_store, capsys):
     err = capsys.readouterr().err
     assert "key 'descriptors[1]': 'osnet' is not in the store" in err and "color, generic, reid, type" in err
     assert DescriptorStore(crop_store).names() == ["color", "generic", "reid", "type"]
+
+
+def test_ivc_report_re_renders_a_run(tmp_path, crop_store, client, capsys):
+    from jobs.cli import main
+
+    spec = write_spec(tmp_path / "job.yaml", crop_store, descriptors=["color"])
+    run = run_job(spec, client=client, echo=lambda s: None).path
+    page = run / "report" / "index.html"
+    before = page.read_text()
+    page.unlink()
+    assert main(["report", str(run)]) == 0
+    assert page.read_text() == before
+    assert main(["report", str(tmp_path)]) == 2
+    assert "is not a run directory" in capsys.readouterr().err
