@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", metavar="JOB.yaml", help="job spec")
     p.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler address (tcp:// or tls://)")
     p.add_argument("--out", metavar="RUN_DIR", help="run directory to write (must not exist)")
+    p.add_argument("--performance-report", action="store_true",
+                   help="save Dask's performance report as RUN_DIR/performance.html")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("report", help="re-render a run's report from its directory and the store",
@@ -88,7 +90,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     if args.out and Path(args.out).exists():
         raise BadInputError(args.out, "already exists; expected a new run directory path for --out")
-    res = run_job(args.spec, scheduler=args.scheduler, out=args.out, echo=print)
+    res = run_job(args.spec, scheduler=args.scheduler, out=args.out, echo=print,
+                  performance_report=args.performance_report)
     print((res.path / "report" / "summary.md").read_text(), end="")
     return EXIT_OK
 

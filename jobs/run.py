@@ -74,6 +74,17 @@ def connect(spec: JobSpec, scheduler: str | None = None, client: Any = None,
         yield c
 
 
+@contextlib.contextmanager
+def _maybe_performance_report(path: Path | None) -> Iterator[None]:
+    if path is None:
+        yield
+        return
+    from distributed import performance_report
+
+    with performance_report(filename=str(path)):
+        yield
+
+
 def _fit_one(est: Any, Z: Any) -> tuple[Any, float]:
     t = time.perf_counter()
     est.fit(Z)
@@ -128,7 +139,8 @@ def _interpretation(dset: Any, labels: Any, sizes: dict[str, int]) -> dict[str, 
 
 
 def run_job(spec: JobSpec | str | os.PathLike[str], *, client: Any = None, scheduler: str | None = None,
-            out: str | os.PathLike[str] | None = None, echo: Callable[[str], None] = print) -> RunResult:
+            out: str | os.PathLike[str] | None = None, echo: Callable[[str], None] = print,
+            performance_report: bool = False) -> RunResult:
     """Run a job spec to a complete run directory.
 
     Parameters
@@ -143,6 +155,8 @@ def run_job(spec: JobSpec | str | os.PathLike[str], *, client: Any = None, sched
         Run directory to write (default ``RUNS/<UTC start time>``, and ``RUNS/latest`` moves to it).
     echo : callable
         Receives one line of progress at a time.
+    performance_report : bool
+        Save Dask's performance report of the run as ``RUN_DIR/performance.html``.
 
     Returns
     -------
@@ -168,7 +182,9 @@ def run_job(spec: JobSpec | str | os.PathLike[str], *, client: Any = None, sched
     report_data: dict[str, Any] = {}
     inputs = []
     try:
-        with connect(spec, scheduler, client, echo) as c:
+        with connect(spec, scheduler, client, echo) as c, _maybe_performance_report(
+            writer.path / "performance.html" if performance_report else None
+        ):
             timings["connect"] = time.perf_counter() - t0
             for d in spec.descriptors:
                 dset = store[d]

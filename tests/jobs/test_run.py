@@ -105,3 +105,10 @@ def test_ivc_report_re_renders_a_run(tmp_path, crop_store, client, capsys):
     assert page.read_text() == before
     assert main(["report", str(tmp_path)]) == 2
     assert "is not a run directory" in capsys.readouterr().err
+
+
+def test_performance_report_is_saved(tmp_path, crop_store, client):
+    spec = write_spec(tmp_path / "job.yaml", crop_store, descriptors=["color"])
+    run = run_job(spec, client=client, echo=lambda s: None, performance_report=True).path
+    page = (run / "performance.html").read_text()
+    assert "Dask Performance Report" in page
