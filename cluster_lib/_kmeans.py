@@ -74,7 +74,7 @@ def _lloyd_group(blocks: list[np.ndarray], C: np.ndarray, mu: np.ndarray, weight
 def _lloyd_pass(blocks: list[Any], wblocks: list[Any], centers: np.ndarray, mean: np.ndarray,
                 n_far: int, groups: list[list[int]] | None = None) -> LloydStats:
     C = dask.delayed(np.asarray(centers, dtype=np.float32), pure=True)
-    mu = dask.delayed(np.asarray(mean, dtype=np.float32), pure=True)
+    mu = dask.delayed(np.asarray(mean, dtype=np.float64), pure=True)
     groups = groups or [[i] for i in range(len(blocks))]
     parts = [
         dask.delayed(_lloyd_group, pure=True)([blocks[i] for i in g], C, mu, [wblocks[i] for i in g], n_far)
@@ -102,7 +102,7 @@ def _labels_and_inertia(X: da.Array, w: da.Array | None, centers: np.ndarray, me
     """Labels of every row (a dask array) and the weighted sum of squared distances, in one pass."""
     blocks = row_blocks(X)
     C = dask.delayed(np.asarray(centers, dtype=np.float32), pure=True)
-    mu = dask.delayed(np.asarray(mean, dtype=np.float32), pure=True)
+    mu = dask.delayed(np.asarray(mean, dtype=np.float64), pure=True)
     pairs = [dask.delayed(assign_chunk, pure=True)(b, C, mu) for b in blocks]
     label_parts = [
         da.from_delayed(p[0], shape=(nb,), dtype=np.int32) for p, nb in zip(pairs, X.chunks[0])
@@ -179,7 +179,7 @@ def _kmeans_parallel(X, k, mean, w, random_state, oversampling_factor, n_rounds)
     first = int(random_state.randint(n))
     cand = [np.asarray(X[first].compute(), dtype=np.float64) - mean]
     C = np.stack(cand)
-    mu = np.asarray(mean, dtype=np.float32)
+    mu = np.asarray(mean, dtype=np.float64)
     # per block: (squared distance to the nearest candidate, its id)
     state = [
         dask.delayed(_nearest_update, pure=True)(
@@ -470,7 +470,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         """Index of the nearest center of every row (dask array for dask input)."""
         X, was_numpy = self._check_fitted_input(X)
         C = self._centred.astype(np.float32)
-        mu = self._mean.astype(np.float32)
+        mu = self._mean.astype(np.float64)
         labels = X.map_blocks(lambda b: assign_chunk(b, C, mu)[0], drop_axis=1, dtype=np.int32)
         return np.asarray(labels.compute()) if was_numpy else labels
 

@@ -27,11 +27,12 @@ SUBBLOCK_ROWS = 4096
 
 @numba.njit(cache=True, fastmath=True, nogil=True, boundscheck=False)
 def _center(Xb, mu, out):  # pragma: no cover - compiled
-    """out = Xb - mu, in float32, for any float dtype of Xb."""
+    """out = Xb - mu rounded to float32; mu is float64 and the difference is taken in float64,
+    so rows far from the origin keep their digits whatever the input dtype."""
     b, d = Xb.shape
     for i in range(b):
         for t in range(d):
-            out[i, t] = np.float32(Xb[i, t]) - mu[t]
+            out[i, t] = np.float32(np.float64(Xb[i, t]) - mu[t])
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True, boundscheck=False)
@@ -174,7 +175,7 @@ def lloyd_chunk(
     n, d = X.shape
     C = np.ascontiguousarray(centers, dtype=np.float32)
     k = C.shape[0]
-    mu = np.ascontiguousarray(mean, dtype=np.float32)
+    mu = np.ascontiguousarray(mean, dtype=np.float64)
     dist = np.empty(n, np.float32)
     sums32 = np.zeros((k, d), np.float32)
     sums = np.zeros((k, d), np.float64)
@@ -198,7 +199,7 @@ def _farthest(X: np.ndarray, dist: np.ndarray, mu: np.ndarray, m: int) -> tuple[
         return np.empty(0, np.float32), np.empty((0, X.shape[1]), np.float32)
     idx = np.argpartition(dist, -m)[-m:]
     idx = idx[np.argsort(-dist[idx], kind="stable")]
-    return dist[idx].copy(), np.asarray(X[idx], dtype=np.float32) - mu
+    return dist[idx].copy(), (np.asarray(X[idx], dtype=np.float64) - mu).astype(np.float32)
 
 
 def combine_stats(parts: list[LloydStats], n_far: int = 0) -> LloydStats:
@@ -236,7 +237,7 @@ def assign_chunk(X: np.ndarray, centers: np.ndarray, mean: np.ndarray) -> tuple[
     """
     n = X.shape[0]
     C = np.ascontiguousarray(centers, dtype=np.float32)
-    mu = np.ascontiguousarray(mean, dtype=np.float32)
+    mu = np.ascontiguousarray(mean, dtype=np.float64)
     labels = np.empty(n, np.int32)
     dist = np.empty(n, np.float32)
     for s, e, Xc, best, arg in _subblocks(X, C, mu):

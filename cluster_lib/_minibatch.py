@@ -67,12 +67,12 @@ def minibatch_chunk(
     n = X.shape[0]
     k, d = centers.shape
     order = rng.permutation(n)
-    mu32 = np.asarray(mean, dtype=np.float32)
+    mu = np.asarray(mean, dtype=np.float64)
     for s in range(0, n, batch_size):
         idx = np.sort(order[s : s + batch_size])
-        xb = np.asarray(X[idx], dtype=np.float32)
+        xb = np.asarray(X[idx])
         wb = np.ones(len(idx)) if w is None else np.asarray(w[idx], dtype=np.float64)
-        labels, dist = assign_chunk(xb, centers.astype(np.float32), mu32)
+        labels, dist = assign_chunk(xb, centers.astype(np.float32), mu)
         inertia_sum += float(np.dot(dist, wb)) / max(wb.sum(), 1e-300)
         n_batches += 1
         xc = xb.astype(np.float64) - mean

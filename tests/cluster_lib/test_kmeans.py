@@ -185,3 +185,13 @@ def test_not_converged_warns(blobs):
     X, _ = blobs
     with pytest.warns(ConvergenceWarning, match="max_iter=1"):
         KMeans(7, init=X[:7], max_iter=1).fit(X)
+
+
+@pytest.mark.parametrize("offset", [1e6, 1e8], ids=["1e6", "1e8"])
+def test_float64_far_from_the_origin_keeps_its_digits(offset):
+    X, _ = make_blobs(3000, n_features=5, centers=4, cluster_std=0.3, random_state=2)
+    init = X[:4]
+    sk = SkKMeans(4, init=init, n_init=1).fit(X)
+    km = KMeans(4, init=init + offset).fit(da.from_array(X + offset, chunks=700))
+    assert km.inertia_ == pytest.approx(sk.inertia_, rel=1e-3)
+    assert match_centers(km.cluster_centers_ - offset, sk.cluster_centers_) < 1e-3

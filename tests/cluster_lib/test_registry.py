@@ -12,6 +12,7 @@ from cluster_lib._registry import estimator_class, make_estimator, method_id, me
 EXAMPLES = {
     "kmeans": {"n_clusters": 3},
     "minibatch_kmeans": {"n_clusters": 3, "batch_size": 256},
+    "gmm": {"n_components": 3, "covariance_type": "diag"},
 }
 
 
@@ -28,7 +29,7 @@ def test_every_method_fits_blobs(method):
 
 
 def test_unknown_method_lists_the_valid_ones():
-    with pytest.raises(ValueError, match=r"unknown method 'hdbscan'; expected one of: kmeans, minibatch_kmeans"):
+    with pytest.raises(ValueError, match=r"unknown method 'hdbscan'; expected one of: gmm, kmeans, minibatch_kmeans"):
         make_estimator("hdbscan", {})
 
 
