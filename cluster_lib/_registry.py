@@ -20,6 +20,7 @@ __all__ = ["METHODS", "method_names", "estimator_class", "make_estimator", "meth
 METHODS: dict[str, str] = {
     "kmeans": "cluster_lib._kmeans:KMeans",
     "minibatch_kmeans": "cluster_lib._minibatch:MiniBatchKMeans",
+    "dbscan": "cluster_lib._dbscan:DBSCAN",
     "gmm": "cluster_lib._gmm:GaussianMixture",
 }
 

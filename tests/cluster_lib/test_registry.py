@@ -13,6 +13,7 @@ EXAMPLES = {
     "kmeans": {"n_clusters": 3},
     "minibatch_kmeans": {"n_clusters": 3, "batch_size": 256},
     "gmm": {"n_components": 3, "covariance_type": "diag"},
+    "dbscan": {"eps": 1.5, "min_samples": 5},
 }
 
 
@@ -29,7 +30,7 @@ def test_every_method_fits_blobs(method):
 
 
 def test_unknown_method_lists_the_valid_ones():
-    with pytest.raises(ValueError, match=r"unknown method 'hdbscan'; expected one of: gmm, kmeans, minibatch_kmeans"):
+    with pytest.raises(ValueError, match=r"unknown method 'hdbscan'; expected one of: dbscan, gmm, kmeans"):
         make_estimator("hdbscan", {})
 
 
