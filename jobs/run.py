@@ -115,8 +115,9 @@ def _score(Z: Any, labels: Any, method: str, spec: JobSpec) -> dict[str, Any]:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
-                out["silhouette"] = silhouette_score(Z, labels, sample_size=spec.silhouette_sample,
-                                                     random_state=spec.random_state, noise_label=noise)
+                sil = silhouette_score(Z, labels, sample_size=spec.silhouette_sample,
+                                       random_state=spec.random_state, noise_label=noise)
+                out["silhouette"] = float(sil) if np.isfinite(sil) else None
         except ValueError as e:
             out["notes"].append(f"silhouette: {e}")
     return out
