@@ -21,6 +21,7 @@ METHODS: dict[str, str] = {
     "kmeans": "cluster_lib._kmeans:KMeans",
     "minibatch_kmeans": "cluster_lib._minibatch:MiniBatchKMeans",
     "dbscan": "cluster_lib._dbscan:DBSCAN",
+    "agglomerative": "cluster_lib._agglomerative:AgglomerativeClustering",
     "gmm": "cluster_lib._gmm:GaussianMixture",
 }
 

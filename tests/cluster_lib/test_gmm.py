@@ -19,7 +19,7 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from cluster_lib._gmm import GaussianMixture
+from cluster_lib import GaussianMixture
 
 COV_TYPES = ["diag", "spherical", "full"]
 K, D = 4, 6

@@ -14,6 +14,7 @@ EXAMPLES = {
     "minibatch_kmeans": {"n_clusters": 3, "batch_size": 256},
     "gmm": {"n_components": 3, "covariance_type": "diag"},
     "dbscan": {"eps": 1.5, "min_samples": 5},
+    "agglomerative": {"n_clusters": 3, "linkage": "ward"},
 }
 
 
@@ -30,7 +31,7 @@ def test_every_method_fits_blobs(method):
 
 
 def test_unknown_method_lists_the_valid_ones():
-    with pytest.raises(ValueError, match=r"unknown method 'hdbscan'; expected one of: dbscan, gmm, kmeans"):
+    with pytest.raises(ValueError, match=r"unknown method 'hdbscan'; expected one of: agglomerative, dbscan, gmm"):
         make_estimator("hdbscan", {})
 
 
