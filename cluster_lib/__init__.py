@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from cluster_lib._agglomerative import AgglomerativeClustering, linkage_matrix, weighted_linkage
+from cluster_lib._agglomerative import (
+    AgglomerativeClustering,
+    linkage_matrix,
+    weighted_linkage,
+)
 from cluster_lib._dbscan import DBSCAN
 from cluster_lib._gmm import GaussianMixture
 from cluster_lib._kmeans import KMeans, kmeans_init

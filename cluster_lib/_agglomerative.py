@@ -34,7 +34,7 @@ from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.exceptions import ConvergenceWarning
 
 from cluster_lib._compat import Interval, StrOptions, validate_params
-from cluster_lib._dask_utils import as_dask_2d
+from cluster_lib._dask_utils import as_dask_2d, check_fitted_input
 from cluster_lib._kmeans import KMeans
 
 __all__ = ["AgglomerativeClustering", "linkage_matrix", "weighted_linkage"]
@@ -547,15 +547,7 @@ class AgglomerativeClustering(ClusterMixin, BaseEstimator):
         -------
         labels : dask array (numpy array for numpy input) of shape (n_samples,), int32
         """
-        from sklearn.utils.validation import check_is_fitted
-
-        check_is_fitted(self, "micro_labels_")
-        Xd, was_numpy = as_dask_2d(X)
-        if Xd.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {Xd.shape[1]} features, but {type(self).__name__} is expecting "
-                f"{self.n_features_in_} features as input."
-            )
+        Xd, was_numpy = check_fitted_input(self, X, "micro_labels_")
         if self.micro_kmeans_ is not None:
             km_labels = self.micro_kmeans_.predict(Xd)
             out = km_labels.map_blocks(_take, self._lut, dtype=np.int32)

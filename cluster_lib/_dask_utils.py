@@ -12,6 +12,7 @@ import numpy as np
 
 __all__ = [
     "as_dask_2d",
+    "check_fitted_input",
     "row_blocks",
     "tree_reduce",
     "maybe_persist",
@@ -62,6 +63,26 @@ def as_dask_2d(X: Any, name: str = "X") -> tuple[da.Array, bool]:
             X = X.rechunk({1: -1})
     if any(np.isnan(c) for c in X.shape):
         raise ValueError(f"{name} has unknown chunk sizes; call {name}.compute_chunk_sizes() first.")
+    return X, was_numpy
+
+
+def check_fitted_input(estimator: Any, X: Any, attribute: str) -> tuple[da.Array, bool]:
+    """``X`` for a fitted estimator's predict/transform: fitted, 2-D, and as wide as the fit data.
+
+    Returns
+    -------
+    X : dask.array.Array
+    was_numpy : bool
+    """
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(estimator, attribute)
+    X, was_numpy = as_dask_2d(X)
+    if X.shape[1] != estimator.n_features_in_:
+        raise ValueError(
+            f"X has {X.shape[1]} features, but {type(estimator).__name__} is expecting "
+            f"{estimator.n_features_in_} features as input."
+        )
     return X, was_numpy
 
 

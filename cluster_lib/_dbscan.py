@@ -86,6 +86,7 @@ from sklearn.utils import check_random_state
 from cluster_lib._compat import Interval, StrOptions, validate_params
 from cluster_lib._dask_utils import (
     as_dask_2d,
+    check_fitted_input,
     maybe_persist,
     row_blocks,
     sample_rows,
@@ -596,15 +597,7 @@ class DBSCAN(ClusterMixin, BaseEstimator):
         -------
         labels : dask array (numpy array for numpy input) of shape (n_samples,), int32
         """
-        from sklearn.utils.validation import check_is_fitted
-
-        check_is_fitted(self, "components_")
-        X, was_numpy = as_dask_2d(X)
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
-                f"{self.n_features_in_} features as input."
-            )
+        X, was_numpy = check_fitted_input(self, X, "components_")
         if self.metric == "cosine":
             X = l2_normalize(X)
         args = self._kernel_args(lazy=False)

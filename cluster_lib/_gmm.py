@@ -36,12 +36,12 @@ from scipy.linalg import solve_triangular
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array, check_random_state
-from sklearn.utils.validation import check_is_fitted
 
 from cluster_lib._compat import Interval, StrOptions, validate_params
 from cluster_lib._dask_utils import (
     as_dask_2d,
     blocks_by_worker,
+    check_fitted_input,
     maybe_persist,
     row_blocks,
     tree_reduce,
@@ -681,14 +681,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return make_kernel(self.covariance_type, self.weights_, means, self.precisions_cholesky_)
 
     def _check_input(self, X: Any) -> tuple[da.Array, bool]:
-        check_is_fitted(self, "means_")
-        X, was_numpy = as_dask_2d(X)
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
-                f"{self.n_features_in_} features as input."
-            )
-        return X, was_numpy
+        return check_fitted_input(self, X, "means_")
 
     def _per_row(self, X: da.Array, what: str) -> da.Array:
         """A lazy dask array of per-row results, one task per chunk; the model ships once."""

@@ -28,6 +28,7 @@ from cluster_lib._compat import Interval, StrOptions, validate_params
 from cluster_lib._dask_utils import (
     as_dask_2d,
     blocks_by_worker,
+    check_fitted_input,
     maybe_persist,
     row_blocks,
     sample_rows,
@@ -455,16 +456,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
 
     # -- using the fitted model --------------------------------------------
     def _check_fitted_input(self, X: Any) -> tuple[da.Array, bool]:
-        from sklearn.utils.validation import check_is_fitted
-
-        check_is_fitted(self, "cluster_centers_")
-        X, was_numpy = as_dask_2d(X)
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
-                f"{self.n_features_in_} features as input."
-            )
-        return X, was_numpy
+        return check_fitted_input(self, X, "cluster_centers_")
 
     def predict(self, X: Any) -> Any:
         """Index of the nearest center of every row (dask array for dask input)."""

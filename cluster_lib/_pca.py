@@ -31,10 +31,20 @@ from typing import Any
 import dask
 import dask.array as da
 import numpy as np
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+)
 from sklearn.utils.validation import check_is_fitted
 
-from cluster_lib._compat import Interval, RealNotInt, StrOptions, validate_data, validate_params
+from cluster_lib._compat import (
+    Interval,
+    RealNotInt,
+    StrOptions,
+    validate_data,
+    validate_params,
+)
 from cluster_lib._dask_utils import row_blocks, tree_reduce
 
 __all__ = ["PCA"]

@@ -197,7 +197,6 @@ class DescriptorSet:
         ``max_values`` distinct values (an identifier or timestamp, not a category).
         """
         import dask
-        import dask.array as da
 
         col = self.index_column(column)
         parts = dask.compute(*[dask.delayed(_distinct)(b) for b in col.to_delayed().ravel()])

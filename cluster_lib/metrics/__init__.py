@@ -7,7 +7,12 @@ equal scikit-learn's; the silhouette is scikit-learn's on a seeded sample of row
 
 from __future__ import annotations
 
-from ._scores import ClusterScores, calinski_harabasz_score, cluster_scores, davies_bouldin_score
+from ._scores import (
+    ClusterScores,
+    calinski_harabasz_score,
+    cluster_scores,
+    davies_bouldin_score,
+)
 from ._silhouette import silhouette_score
 from ._sizes import cluster_sizes
 

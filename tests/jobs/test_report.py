@@ -69,7 +69,7 @@ def test_report_counts_crops_and_names_dominant_colors(report_run):
     assert manifest["report"]["images_shown"] > 0
     page = (report_run.path / "report" / "index.html").read_text()
     for color in ("red", "blue", "yellow", "green"):
-        assert f"dominant color <span style='display:inline-block;width:12px;height:12px;background:rgb" in page
+        assert "dominant color <span style='display:inline-block;width:12px;height:12px;background:rgb" in page
         assert f"</span> {color}; " in page, color
 
 
