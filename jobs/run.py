@@ -180,6 +180,7 @@ def run_job(spec: JobSpec | str | os.PathLike[str], *, client: Any = None, sched
     writer = RunWriter(final, runs=None if out else spec.runs)
     timings: dict[str, float] = {}
     results: list[dict[str, Any]] = []
+    n_results = len(spec.descriptors) * len(spec.methods)
     report_data: dict[str, Any] = {}
     inputs = []
     try:
@@ -218,7 +219,7 @@ def run_job(spec: JobSpec | str | os.PathLike[str], *, client: Any = None, sched
                     results.append(row)
                     ch = "-" if row["calinski_harabasz"] is None else f"{row['calinski_harabasz']:.1f}"
                     db = "-" if row["davies_bouldin"] is None else f"{row['davies_bouldin']:.3f}"
-                    echo(f"[{rid}] {row['n_clusters']} clusters, CH {ch}, DB {db}, "
+                    echo(f"[{len(results)}/{n_results}] {rid}: {row['n_clusters']} clusters, CH {ch}, DB {db}, "
                          f"{row['interpretation']} ({seconds:.1f} s)")
             versions = _versions()
             writer.write_json("metrics.json", {"results": results})
