@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from storage import BadInputError
@@ -85,12 +86,29 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _progress_echo() -> Callable[[str], None]:
+    """Plain lines when stdout is not a terminal; on a terminal, results counted as ``[i/N]`` get a bar."""
+    if not sys.stdout.isatty():
+        return print
+
+    def echo(line: str) -> None:
+        m = re.match(r"\[(\d+)/(\d+)\] (.*)", line)
+        if not m:
+            print(line)
+            return
+        i, n = int(m.group(1)), int(m.group(2))
+        done = 24 * i // max(n, 1)
+        print(f"[{'#' * done}{'.' * (24 - done)}] {i}/{n} {m.group(3)}")
+
+    return echo
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from jobs.run import run_job
 
     if args.out and Path(args.out).exists():
         raise BadInputError(args.out, "already exists; expected a new run directory path for --out")
-    res = run_job(args.spec, scheduler=args.scheduler, out=args.out, echo=print,
+    res = run_job(args.spec, scheduler=args.scheduler, out=args.out, echo=_progress_echo(),
                   performance_report=args.performance_report)
     print((res.path / "report" / "summary.md").read_text(), end="")
     return EXIT_OK
@@ -116,7 +134,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from jobs.demo import run_demo
 
-    res = run_demo(Path(args.out), rows=args.rows, seed=args.seed, run=not args.no_run, echo=print)
+    res = run_demo(Path(args.out), rows=args.rows, seed=args.seed, run=not args.no_run, echo=_progress_echo())
     if res.run is not None:
         print((res.run / "report" / "summary.md").read_text(), end="")
         print(f"report: {res.run / 'report' / 'index.html'}")

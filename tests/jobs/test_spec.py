@@ -63,3 +63,16 @@ def test_invalid_yaml_and_missing_file(tmp_path):
         load_spec(p)
     with pytest.raises(SpecError, match="no such file"):
         load_spec(tmp_path / "nope.yaml")
+
+
+def test_progress_bar_on_a_terminal(monkeypatch, capsys):
+    import sys
+
+    from jobs.cli import _progress_echo
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    echo = _progress_echo()
+    echo("[6/24] color__gmm: 7 clusters")
+    echo("plain line")
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["[######..................] 6/24 color__gmm: 7 clusters", "plain line"]
