@@ -96,3 +96,14 @@ def blas_info() -> list[dict]:
 
     return [{k: v for k, v in d.items() if k in ("internal_api", "version", "architecture", "num_threads")}
             for d in threadpool_info()]
+
+
+def write_results(path: str | Path, results: dict) -> None:
+    """Stamp ``results`` with the UTC date and write them as JSON to ``path`` (folders created)."""
+    import json
+
+    results["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, default=float))
+    print(f"\nwrote {path}")

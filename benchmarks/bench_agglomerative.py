@@ -40,7 +40,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from benchmarks._measure import PeakRSS, blas_info, run_measured, without_blas_overrides  # noqa: E402
+from benchmarks._measure import PeakRSS, blas_info, run_measured, without_blas_overrides, write_results  # noqa: E402
 
 
 def contender(args: argparse.Namespace) -> None:
@@ -213,10 +213,7 @@ def main() -> None:
         g = results["large"]
         print(f"| {g['rows']} | ivc, 2 workers x {g['worker_memory']} (whole process tree) | "
               f"{g['fit_and_labels_s']:.1f} | {g['peak_tree_rss_MiB']:.0f} | {g['ari_vs_truth']:.4f} | |")
-    results["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2))
-    print(f"\nwrote {args.out}")
+    write_results(args.out, results)
     if args.workdir is None:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -34,7 +34,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from benchmarks._measure import PeakRSS, blas_info, run_measured, without_blas_overrides  # noqa: E402
+from benchmarks._measure import PeakRSS, blas_info, run_measured, without_blas_overrides, write_results  # noqa: E402
 
 CENTER_SCALE = 2.0
 SPREADS = (0.5, 1.5)
@@ -252,10 +252,7 @@ def main() -> None:
             r = g[metric]
             print(f"| DBSCAN labelling pass, {metric}, {r['n_components']} core points (s) | "
                   f"{r['label_pass_s']:.3f} ({r['label_over_lloyd']:.1f} Lloyd passes) |")
-    results["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2, default=float))
-    print(f"\nwrote {args.out}")
+    write_results(args.out, results)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from benchmarks._measure import PeakRSS, blas_info, run_measured, without_blas_overrides
+from benchmarks._measure import PeakRSS, blas_info, run_measured, without_blas_overrides, write_results
 
 N_COMPONENTS = 10
 
@@ -204,7 +204,6 @@ def main() -> None:
             results["in_memory"] = bench_small(args.small_rows, args.dims, Path(tmp))
     if not args.skip_large:
         results["distributed"] = bench_large(args.rows, args.dims, args.lloyd_k)
-    results["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
     print()
     print("| measure | value |")
@@ -227,9 +226,7 @@ def main() -> None:
         print(f"| (b) whole fit s (init {b['timings']['init']:.1f} s, {b['n_iter']} EM iterations) | "
               f"{b['fit_s']:.1f} |")
         print(f"| (b) peak RSS, process tree MiB | {b['peak_rss_MiB']:.0f} |")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2))
-    print(f"\nwrote {args.out}")
+    write_results(args.out, results)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ prints a table and writes ``benchmarks/results/ingest.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -35,7 +34,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from benchmarks._measure import run_measured  # noqa: E402
+from benchmarks._measure import run_measured, write_results  # noqa: E402
 
 BASELINE = textwrap.dedent(
     """
@@ -162,11 +161,8 @@ def main() -> None:
         "benchmark": "ingest", "rows": args.rows, "dims": args.dims, "file_bytes": size,
         "chunk_rows": chunk_rows, "runs": runs, "best": best, "time_ratio_ivc_over_baseline": ratio,
         "codecs": codecs, "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
-    print(f"\nwrote {args.out}")
+    write_results(args.out, result)
     if args.workdir is None:
         shutil.rmtree(work, ignore_errors=True)
 

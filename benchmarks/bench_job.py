@@ -22,13 +22,12 @@ import shutil
 import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from benchmarks._measure import blas_info, run_measured, without_blas_overrides  # noqa: E402
+from benchmarks._measure import blas_info, run_measured, without_blas_overrides, write_results  # noqa: E402
 
 SKLEARN = textwrap.dedent(
     """
@@ -100,11 +99,8 @@ def main() -> None:
         "ivc_timings": manifest["timings"], "ivc_metrics": {k: metrics[k] for k in ("calinski_harabasz",
                                                                                     "davies_bouldin", "silhouette")},
         "report": manifest["report"], "ratio": ratio, "blas_env": env, "blas": blas_info(),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.out}")
+    write_results(args.out, result)
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -20,7 +20,6 @@ which leaves out init and final passes.  Prints a table and writes
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -33,7 +32,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from benchmarks._measure import blas_info, without_blas_overrides  # noqa: E402
+from benchmarks._measure import blas_info, without_blas_overrides, write_results  # noqa: E402
 
 
 def make_data(n, d, k, chunk_rows, seed=0):
@@ -198,10 +197,7 @@ def main() -> None:
     r["gemm_fraction"] = gemm / r["ivc"]["iteration_s"]
     r["gemm_blocked_fraction"] = gemm_blocked / r["ivc"]["iteration_s"]
     r["speedup_vs_dask_ml"] = r["dask_ml"]["iteration_s"] / r["ivc"]["iteration_s"]
-    r["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(r, indent=2))
-    print(f"\nwrote {args.out}")
+    write_results(args.out, r)
 
 
 if __name__ == "__main__":

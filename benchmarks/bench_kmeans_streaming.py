@@ -13,7 +13,6 @@ Prints a table and writes ``benchmarks/results/kmeans_streaming.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -24,7 +23,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from benchmarks._measure import PeakRSS, blas_info, without_blas_overrides  # noqa: E402
+from benchmarks._measure import PeakRSS, blas_info, without_blas_overrides, write_results  # noqa: E402
 
 
 def main() -> None:
@@ -85,10 +84,7 @@ def main() -> None:
     for r in results["runs"]:
         print(f"| {r['rows']} | {r['data_MiB']:.0f} | {r['worker_limit_total_MiB']:.0f} | "
               f"{r['peak_tree_rss_MiB']:.0f} | {sum(r['iteration_s']) / len(r['iteration_s']):.2f} |")
-    results["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2))
-    print(f"\nwrote {args.out}")
+    write_results(args.out, results)
     if args.workdir is None:
         shutil.rmtree(work, ignore_errors=True)
 

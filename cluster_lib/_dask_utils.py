@@ -15,6 +15,8 @@ __all__ = [
     "check_fitted_input",
     "row_blocks",
     "tree_reduce",
+    "sum_values",
+    "persist_with",
     "maybe_persist",
     "sample_rows",
     "total_worker_memory",
@@ -91,17 +93,45 @@ def row_blocks(X: da.Array) -> list[Any]:
     return list(X.to_delayed().ravel())
 
 
-def tree_reduce(parts: Sequence[Any], combine: Callable[[list[Any]], Any], split_every: int = 8) -> Any:
-    """Combine delayed partial results in a tree of fan-in ``split_every``; returns one delayed."""
+def tree_reduce(parts: Sequence[Any], combine: Callable[[list[Any]], Any], split_every: int = 8, *,
+                name: str | None = None) -> Any:
+    """Combine delayed partial results in a tree of fan-in ``split_every``; returns one delayed.
+
+    ``combine`` takes a list of partial results and must be associative. With ``name``,
+    the combining tasks get the keys ``(name, level, i)`` (unique to one reduction).
+    """
+    if split_every < 2:
+        raise ValueError(f"split_every={split_every} should be >= 2.")
     level = list(parts)
     if not level:
         raise ValueError("nothing to reduce")
+    depth = 0
     while len(level) > 1:
         level = [
-            dask.delayed(combine, pure=True)(level[i : i + split_every])
+            dask.delayed(combine, pure=True)(
+                level[i : i + split_every],
+                **({"dask_key_name": (name, depth, i // split_every)} if name else {}),
+            )
             for i in range(0, len(level), split_every)
         ]
+        depth += 1
     return level[0]
+
+
+def sum_values(values: list[Any]) -> float:
+    """The sum of a list of numbers, as a float (a combine step for :func:`tree_reduce`)."""
+    return float(np.sum(values))
+
+
+def persist_with(labels: da.Array, *small: Any) -> tuple[da.Array, list[Any]]:
+    """Keep per-row ``labels`` in the workers' memory and compute ``small`` results of the same pass.
+
+    Labels cost 4 bytes a row, so they are kept even when X is streamed from its
+    source: a lazy labels array would re-run the whole assignment pass (reading X
+    again) on every later use (scores, sizes, writing them out).
+    """
+    labels, *kept = dask.persist(labels, *small)
+    return labels, list(dask.compute(*kept))
 
 
 def blocks_by_worker(X: da.Array, per_worker: int = 2) -> list[list[int]] | None:

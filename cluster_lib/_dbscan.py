@@ -88,8 +88,10 @@ from cluster_lib._dask_utils import (
     as_dask_2d,
     check_fitted_input,
     maybe_persist,
+    persist_with,
     row_blocks,
     sample_rows,
+    sum_values,
     tree_reduce,
 )
 from cluster_lib._lloyd import assign_chunk
@@ -274,10 +276,6 @@ def _label_block(X: np.ndarray, C: np.ndarray, mu: np.ndarray, C64: np.ndarray, 
     return out, int(np.count_nonzero(out == -1))
 
 
-def _sum_ints(values: list[int]) -> int:
-    return int(np.sum(values))
-
-
 class DBSCAN(ClusterMixin, BaseEstimator):
     """DBSCAN of a dask array: exact DBSCAN on a sample, then every row labelled by its nearest core point.
 
@@ -412,7 +410,7 @@ class DBSCAN(ClusterMixin, BaseEstimator):
             raise ValueError(f"Found array with 0 sample(s) (shape={X.shape}) while a minimum of 1 is required.")
         if self.metric == "cosine":
             X = l2_normalize(X)
-        X, persisted = maybe_persist(X, self.persist)
+        X, _ = maybe_persist(X, self.persist)
         self.timings_ = {}
 
         t = time.perf_counter()
@@ -455,7 +453,7 @@ class DBSCAN(ClusterMixin, BaseEstimator):
         self.component_labels_ = sample_labels[comp]
         self.n_features_in_ = d
         self._mean = mean
-        labels, n_noise = self._label_all(X, rows, sample_labels, persisted, was_numpy)
+        labels, n_noise = self._label_all(X, rows, sample_labels, was_numpy)
         self.labels_ = labels
         self.noise_fraction_ = n_noise / n if n else 0.0
         self.timings_["label"] = time.perf_counter() - t
@@ -548,7 +546,7 @@ class DBSCAN(ClusterMixin, BaseEstimator):
                     self.label_radius_, self.label_radius_ / self.eps_, cal.shape[0], source)
         return comp
 
-    def _label_all(self, X: da.Array, rows: np.ndarray, sample_labels: np.ndarray, persisted: bool,
+    def _label_all(self, X: da.Array, rows: np.ndarray, sample_labels: np.ndarray,
                    was_numpy: bool) -> tuple[Any, int]:
         """Label every row in one pass; sample rows keep their labels. Returns the labels and the noise count."""
         blocks = row_blocks(X)
@@ -561,14 +559,12 @@ class DBSCAN(ClusterMixin, BaseEstimator):
                 b, *args, rows[s:e] - lo, sample_labels[s:e]))
         labels = da.concatenate([da.from_delayed(p[0], shape=(nb,), dtype=np.int32)
                                  for p, nb in zip(parts, X.chunks[0])])
-        noise = tree_reduce([p[1] for p in parts], _sum_ints)
+        noise = tree_reduce([p[1] for p in parts], sum_values)
         if was_numpy:
             labels, n_noise = dask.compute(labels, noise)
             return np.asarray(labels), int(n_noise)
-        if persisted:
-            labels, noise = dask.persist(labels, noise)
-        # streaming: the labels stay lazy (recomputed on use) and this pass only counts noise
-        return labels, int(noise.compute())
+        labels, (n_noise,) = persist_with(labels, noise)
+        return labels, int(n_noise)
 
     def _kernel_args(self, lazy: bool) -> tuple:
         """The arguments of :func:`_label_block` after the chunk; the components as delayed objects if ``lazy``."""

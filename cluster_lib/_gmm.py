@@ -43,7 +43,9 @@ from cluster_lib._dask_utils import (
     blocks_by_worker,
     check_fitted_input,
     maybe_persist,
+    persist_with,
     row_blocks,
+    sum_values,
     tree_reduce,
 )
 
@@ -318,10 +320,6 @@ def rows_chunk(X: np.ndarray, kern: GaussianKernel, mean: np.ndarray, what: str,
     return out if what != "score_samples" else out.astype(dtype, copy=False)
 
 
-def _sum(values: list[float]) -> float:
-    return float(np.sum(values))
-
-
 # ---------------------------------------------------------------------------
 # M-step and parameter conversions (client side, float64, centred coordinates)
 # ---------------------------------------------------------------------------
@@ -576,7 +574,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             raise ValueError(f"Expected n_samples >= n_components but got n_components = {k}, n_samples = {n}")
         given = self._check_init_params(d)
         random_state = check_random_state(self.random_state)
-        X, persisted = maybe_persist(X, self.persist)
+        X, _ = maybe_persist(X, self.persist)
         mean = np.asarray(X.mean(axis=0, dtype=np.float64).compute())
         eps = 10 * float(np.finfo(X.dtype).eps)
         self.timings_ = {"prepare": time.perf_counter() - t0}
@@ -617,8 +615,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         labels = self._per_row(X, "labels")
         if was_numpy:
             labels = np.asarray(labels.compute())
-        elif persisted:
-            labels = labels.persist()  # the lazy graph would otherwise keep X in the workers' memory
+        else:
+            labels, _ = persist_with(labels)
         self.labels_ = labels
         self.timings_["total"] = time.perf_counter() - t0
         return self
@@ -726,7 +724,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         kern = dask.delayed(self._kernel(), pure=True)
         mean = dask.delayed(self._mean, pure=True)
         sums = [dask.delayed(rows_chunk, pure=True)(b, kern, mean, "loglik", X.dtype) for b in row_blocks(X)]
-        return float(dask.compute(tree_reduce(sums, _sum))[0])
+        return float(dask.compute(tree_reduce(sums, sum_values))[0])
 
     def _n_parameters(self) -> int:
         """Number of free parameters of the model."""

@@ -15,7 +15,7 @@ import dask
 import dask.array as da
 import numpy as np
 
-__all__ = ["contingency_table", "interpret", "attribute_scores", "dominant_color", "NAMED_COLORS", "MIN_AMI", "MIN_MARGIN"]
+__all__ = ["contingency_tables", "interpret", "attribute_scores", "dominant_color", "NAMED_COLORS", "MIN_AMI", "MIN_MARGIN"]
 
 #: An attribute explains a clustering when its AMI is at least this ...
 MIN_AMI = 0.4
@@ -28,30 +28,36 @@ def _chunk_table(labels: np.ndarray, codes: np.ndarray, label_values: np.ndarray
     return np.bincount(li * n_codes + codes, minlength=len(label_values) * n_codes).reshape(-1, n_codes)
 
 
-def contingency_table(labels: Any, codes: Any, label_values: np.ndarray, n_codes: int) -> np.ndarray:
-    """Counts of (cluster label, attribute code) over every row, summed chunk by chunk.
+def contingency_tables(labels: Any, codes: dict[str, tuple[Any, int]], label_values: np.ndarray) -> dict[str, np.ndarray]:
+    """Counts of (cluster label, attribute code) for every attribute, in one pass over the labels.
 
     Parameters
     ----------
     labels : dask or numpy array of shape (n_samples,), int
-    codes : dask or numpy array of shape (n_samples,), int in [0, n_codes)
-        Attribute values as codes, chunked like ``labels``.
+    codes : dict
+        Attribute name -> (codes, n_codes): a dask or numpy int array of shape
+        (n_samples,) with values in [0, n_codes), ideally chunked like ``labels``.
     label_values : ndarray of shape (m,)
         Sorted distinct labels (from the cluster sizes).
 
     Returns
     -------
-    ndarray of shape (m, n_codes), int64
+    dict
+        Attribute name -> ndarray of shape (m, n_codes), int64.
     """
     labels = labels if isinstance(labels, da.Array) else da.from_array(np.asarray(labels), chunks=1 << 20)
-    codes = codes if isinstance(codes, da.Array) else da.from_array(np.asarray(codes), chunks=labels.chunks)
-    if codes.chunks != labels.chunks:
-        codes = codes.rechunk(labels.chunks)
-    parts = [
-        dask.delayed(_chunk_table, pure=True)(lb, cb, label_values, n_codes)
-        for lb, cb in zip(labels.to_delayed().ravel(), codes.to_delayed().ravel())
-    ]
-    return np.sum(dask.compute(*parts), axis=0)
+    label_blocks = labels.to_delayed().ravel()
+    parts = {}
+    for name, (col, n_codes) in codes.items():
+        col = col if isinstance(col, da.Array) else da.from_array(np.asarray(col), chunks=labels.chunks)
+        if col.chunks != labels.chunks:
+            col = col.rechunk(labels.chunks)
+        parts[name] = [
+            dask.delayed(_chunk_table, pure=True)(lb, cb, label_values, n_codes)
+            for lb, cb in zip(label_blocks, col.to_delayed().ravel())
+        ]
+    (counted,) = dask.compute(parts)
+    return {name: np.sum(tables, axis=0) for name, tables in counted.items()}
 
 
 def attribute_scores(table: np.ndarray) -> dict[str, float]:

@@ -30,8 +30,10 @@ from cluster_lib._dask_utils import (
     blocks_by_worker,
     check_fitted_input,
     maybe_persist,
+    persist_with,
     row_blocks,
     sample_rows,
+    sum_values,
     tree_reduce,
 )
 from cluster_lib._lloyd import LloydStats, assign_chunk, combine_stats, lloyd_chunk
@@ -94,13 +96,12 @@ def _weighted_dist_sum(pair: tuple[np.ndarray, np.ndarray], w: np.ndarray | None
     return float(dist.sum() if w is None else np.dot(dist, w))
 
 
-def _sum(values: list[float]) -> float:
-    return float(np.sum(values))
-
-
 def _labels_and_inertia(X: da.Array, w: da.Array | None, centers: np.ndarray, mean: np.ndarray,
-                        persist: bool) -> tuple[da.Array, float]:
-    """Labels of every row (a dask array) and the weighted sum of squared distances, in one pass."""
+                        keep_labels: bool = True) -> tuple[da.Array | None, float]:
+    """Labels of every row (a persisted dask array) and the weighted sum of squared distances, in one pass.
+
+    With ``keep_labels=False`` only the inertia is computed and no labels are returned.
+    """
     blocks = row_blocks(X)
     C = dask.delayed(np.asarray(centers, dtype=np.float32), pure=True)
     mu = dask.delayed(np.asarray(mean, dtype=np.float64), pure=True)
@@ -110,12 +111,11 @@ def _labels_and_inertia(X: da.Array, w: da.Array | None, centers: np.ndarray, me
     ]
     labels = da.concatenate(label_parts)
     sums = [dask.delayed(_weighted_dist_sum, pure=True)(p, wb) for p, wb in zip(pairs, _weight_blocks(w, len(blocks)))]
-    inertia = tree_reduce(sums, _sum)
-    if persist:
-        labels, inertia = dask.persist(labels, inertia)
-        return labels, float(inertia.compute())
-    # Streaming: labels stay lazy (recomputed on use) and the pass only sums distances.
-    return labels, float(inertia.compute())
+    inertia = tree_reduce(sums, sum_values)
+    if not keep_labels:
+        return None, float(dask.compute(inertia)[0])
+    labels, (inertia,) = persist_with(labels, inertia)
+    return labels, float(inertia)
 
 
 def kmeans_init(
@@ -261,7 +261,6 @@ class _FitInput:
     X: da.Array
     was_numpy: bool
     w: da.Array | None
-    persisted: bool
     mean: np.ndarray
     tol: float
 
@@ -369,11 +368,11 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         if w is not None and persisted:
             w = w.persist()
         mean, var = dask.compute(X.mean(axis=0, dtype=np.float64), X.var(axis=0, dtype=np.float64))
-        return _FitInput(X, was_numpy, w, persisted, mean, float(np.mean(var) * self.tol))
+        return _FitInput(X, was_numpy, w, mean, float(np.mean(var) * self.tol))
 
     def _finish_fit(self, fin: _FitInput, centers: np.ndarray) -> None:
         """Final pass: labels and true inertia for ``centers`` (centred); sets the fitted attributes."""
-        labels, inertia = _labels_and_inertia(fin.X, fin.w, centers, fin.mean, persist=fin.persisted)
+        labels, inertia = _labels_and_inertia(fin.X, fin.w, centers, fin.mean)
         self.cluster_centers_ = (centers + fin.mean).astype(fin.X.dtype)
         self._mean = fin.mean
         self._centred = centers
@@ -477,7 +476,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         """Opposite of the (weighted) sum of squared distances of X to the nearest centers."""
         X, _ = self._check_fitted_input(X)
         w = _weights_like(sample_weight, X)
-        _, inertia = _labels_and_inertia(X, w, self._centred, self._mean, persist=False)
+        _, inertia = _labels_and_inertia(X, w, self._centred, self._mean, keep_labels=False)
         return -inertia
 
 

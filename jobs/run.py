@@ -123,20 +123,28 @@ def _score(Z: Any, labels: Any, method: str, spec: JobSpec) -> dict[str, Any]:
     return out
 
 
-def _interpretation(dset: Any, labels: Any, sizes: dict[str, int]) -> dict[str, Any]:
-    from cluster_lib._interpret import contingency_table, interpret
+def _attribute_codes(dset: Any) -> dict[str, tuple[Any, list[str]]]:
+    """The descriptor set's attribute columns as integer codes (kept in memory: 4 bytes a row), once per set."""
+    from cluster_lib._dask_utils import persist_with
 
-    label_values = np.array(sorted(int(k) for k in sizes), dtype=np.int64)
-    tables = {}
+    out = {}
     for column in dset.index_columns:
         if column == "image":
             continue
         coded = dset.index_codes(column)
-        if coded is None:
-            continue
-        codes, values = coded
-        tables[column] = (contingency_table(labels, codes, label_values, len(values)), values)
-    return interpret(tables, label_values)
+        if coded is not None:
+            codes, values = coded
+            out[column] = (persist_with(codes)[0], values)
+    return out
+
+
+def _interpretation(attributes: dict[str, tuple[Any, list[str]]], labels: Any,
+                    sizes: dict[str, int]) -> dict[str, Any]:
+    from cluster_lib._interpret import contingency_tables, interpret
+
+    label_values = np.array(sorted(int(k) for k in sizes), dtype=np.int64)
+    tables = contingency_tables(labels, {c: (codes, len(v)) for c, (codes, v) in attributes.items()}, label_values)
+    return interpret({c: (tables[c], attributes[c][1]) for c in attributes}, label_values)
 
 
 def run_job(spec: JobSpec | str | os.PathLike[str], *, client: Any = None, scheduler: str | None = None,
@@ -196,6 +204,7 @@ def run_job(spec: JobSpec | str | os.PathLike[str], *, client: Any = None, sched
                 X = dset.vectors()
                 pre = Preprocessor(pca=spec.pca, normalize=spec.normalize, random_state=spec.random_state)
                 Z, _ = maybe_persist(pre.fit_transform(X), "auto")
+                attributes = _attribute_codes(dset)
                 timings[f"{d}/preprocess"] = time.perf_counter() - t
                 echo(f"[{d}] {dset.n_rows} rows x {dset.n_dims} dims -> {Z.shape[1]} dims "
                      f"({timings[f'{d}/preprocess']:.1f} s)")
@@ -204,7 +213,7 @@ def run_job(spec: JobSpec | str | os.PathLike[str], *, client: Any = None, sched
                     t = time.perf_counter()
                     labels, fit_s = _fit_one(m.estimator(spec.random_state), Z)
                     scores = _score(Z, labels, m.method, spec)
-                    interp = _interpretation(dset, labels, scores["sizes"])
+                    interp = _interpretation(attributes, labels, scores["sizes"])
                     files = writer.write_labels(rid, labels)
                     report_data[rid] = _report_data(Z, labels, spec)
                     seconds = time.perf_counter() - t

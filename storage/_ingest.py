@@ -204,12 +204,9 @@ def _ingest_transaction(
         protect.append(f"index/{c}/zarr.json")
     if tail is not None:
         protect += [f"vectors/c/{tail}/0", f"batch/c/{tail}"] + [f"index/{c}/c/{tail}" for c in old_cols]
-    if store_existed:
-        journal.begin(token, protect)
-    else:
-        root = zarr.open_group(store=loc.zarr_store(read_only=False), mode="a")
-        root.attrs.update({"ivc_store": FORMAT_VERSION})
-        journal.begin(token, protect)
+    if not store_existed:
+        zarr.open_group(store=loc.zarr_store(read_only=False), mode="a").attrs.update({"ivc_store": FORMAT_VERSION})
+    journal.begin(token, protect)
 
     hasher = hashlib.sha256()
     col_hash = {c: hashlib.sha256() for c in idx.columns}
@@ -307,10 +304,9 @@ def _ingest_transaction(
 def _drop_new_store(fs: Any, loc: StoreLocation, store_existed: bool, root_dir_existed: bool) -> None:
     if store_existed:
         return
-    if root_dir_existed:
-        for p in ("zarr.json",):
-            if fs.exists(f"{loc.root}/{p}"):
-                fs.rm_file(f"{loc.root}/{p}")
+    if root_dir_existed:  # the folder was there (empty): take back only the store's root metadata
+        if fs.exists(f"{loc.root}/zarr.json"):
+            fs.rm_file(f"{loc.root}/zarr.json")
     elif fs.exists(loc.root):
         fs.rm(loc.root, recursive=True)
 

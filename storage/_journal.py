@@ -107,17 +107,6 @@ class Journal:
         fs.pipe_file(tmp, json.dumps(self._state).encode())
         fs.mv(tmp, f"{self.dir}/journal.json")
 
-    def protect(self, rel: str) -> None:
-        """Save one more file before it is rewritten (no-op if it is new or saved)."""
-        state = self._require()
-        if rel in state["saved"] or rel not in set(state["files"]):
-            return
-        self._save(rel)
-        state["saved"].append(rel)
-        tmp = f"{self.dir}/journal.json.tmp"
-        self.fs.pipe_file(tmp, json.dumps(state).encode())
-        self.fs.mv(tmp, f"{self.dir}/journal.json")
-
     def commit(self) -> None:
         """Keep the change: drop the journal."""
         self._require()

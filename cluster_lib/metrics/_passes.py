@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
 from functools import partial
 
 import dask
@@ -20,6 +19,7 @@ import numpy as np
 from dask.base import tokenize
 from dask.delayed import Delayed
 
+from .._dask_utils import tree_reduce
 from ._kernels import (
     LabelStats,
     distance_stats_chunk,
@@ -30,45 +30,17 @@ from ._kernels import (
 )
 from ._validation import work_dtype
 
-__all__ = ["distance_pass", "label_pass", "tree_reduce"]
+__all__ = ["distance_pass", "label_pass"]
 
 logger = logging.getLogger(__name__)
 
 
-def tree_reduce(
-    parts: Sequence[Delayed], combine: Callable, split_every: int = 8, *, name: str = "combine"
-) -> Delayed:
-    """Combine ``parts`` ``split_every`` at a time until one task remains.
+def _merge_label_list(parts: list[LabelStats]) -> LabelStats:
+    return merge_label_stats(*parts)
 
-    Parameters
-    ----------
-    parts : sequence of Delayed
-        At least one.
-    combine : callable
-        ``combine(*results) -> result``, associative.
-    split_every : int, default=8
-        Fan-in of every combining task (at least 2).
-    name : str, default="combine"
-        Key prefix of the combining tasks, unique to this reduction; their keys
-        are ``(name, level, i)``.
 
-    Returns
-    -------
-    root : Delayed
-    """
-    if split_every < 2:
-        raise ValueError(f"split_every={split_every} should be >= 2.")
-    parts = list(parts)
-    level = 0
-    while len(parts) > 1:
-        parts = [
-            dask.delayed(combine, pure=True)(
-                *parts[i : i + split_every], dask_key_name=(name, level, i // split_every)
-            )
-            for i in range(0, len(parts), split_every)
-        ]
-        level += 1
-    return parts[0]
+def _sum_array_list(parts: list[np.ndarray]) -> np.ndarray:
+    return sum_arrays(*parts)
 
 
 def _row_blocks(X: da.Array | None, labels: da.Array) -> list[tuple[Delayed | None, Delayed]]:
@@ -115,7 +87,7 @@ def label_pass(
         dask.delayed(kernel, pure=True)(x, lab, dask_key_name=(f"ivc-label-stats-{token}", i))
         for i, (x, lab) in enumerate(_row_blocks(X, labels))
     ]
-    root = tree_reduce(parts, merge_label_stats, split_every, name=f"ivc-label-merge-{token}")
+    root = tree_reduce(parts, _merge_label_list, split_every, name=f"ivc-label-merge-{token}")
     t0 = time.perf_counter()
     (stats,) = dask.compute(root)
     what = "counts" + (", sums" if with_sums else "") + (", m2" if with_m2 else "")
@@ -169,7 +141,7 @@ def distance_pass(
         )
         for i, (x, lab) in enumerate(_row_blocks(X, labels))
     ]
-    root = tree_reduce(parts, sum_arrays, split_every, name=f"ivc-distance-merge-{token}")
+    root = tree_reduce(parts, _sum_array_list, split_every, name=f"ivc-distance-merge-{token}")
     t0 = time.perf_counter()
     (sums,) = dask.compute(root)
     logger.info(
